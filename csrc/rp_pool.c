@@ -1,0 +1,916 @@
+/* rp_pool.c - worker lifecycle, the dispatch loop, bounded admission, shutdown.
+ *
+ * State at a glance (every ordering below names its partner):
+ *  - `pending` packs the admission state into one word: bit 63 CLOSED,
+ *    bit 62 DISCARD, low bits the number of tasks reserved or queued and not
+ *    yet popped. A submit reserves with one seq_cst RMW before it pushes; a
+ *    worker releases with one seq_cst RMW after it pops. So a worker that
+ *    reads CLOSED with count 0 knows no task can ever arrive again, and the
+ *    parking protocol (PARKING.md) reads this one word on both sides.
+ *  - tasks live in a lock-free ring; when it is full (unbounded pools, or a
+ *    transient full in bounded ones) they spill into a mutex-protected FIFO
+ *    `overflow`, served once the ring is empty. Nothing is ever refused for
+ *    lack of ring room; a bounded pool refuses on `pending` alone, so its
+ *    bound is exact.
+ *  - counters a worker writes live in its own rp_worker (single writer,
+ *    relaxed load+store, no locked instruction); stats merge them on read.
+ *  - worker membership (live/dead lists, spawning, retiring, joining) is
+ *    guarded by workers_mutex; that path is cold.
+ */
+#include "rp_pool.h"
+#include "rp_park.h"
+#include "rp_ring.h"
+#include "rp_sys.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLOSED_BIT ((uint64_t)1 << 63)
+#define DISCARD_BIT ((uint64_t)1 << 62)
+#define COUNT_MASK (DISCARD_BIT - 1)
+#define DEFAULT_RING_CAPACITY 8192
+#define MAX_RING_CAPACITY ((size_t)1 << 20)
+
+struct rp_worker {
+    rp_pool *pool;
+    unsigned index;
+    rp_thread thread;
+    void *local;
+    int detached;            /* under workers_mutex: the owner released; free self */
+    int exited;              /* under workers_mutex: left its loop */
+    struct rp_worker *next;  /* live list or dead list, under workers_mutex */
+    /* Single-writer counters (this worker), read by stats. */
+    _Alignas(RP_CACHELINE) _Atomic uint64_t completed;
+    _Atomic uint64_t failed;
+    _Atomic uint64_t cancelled;
+    _Atomic unsigned running; /* 1 while inside ops->run */
+};
+
+struct rp_pool {
+    /* Written by every submit and every pop. */
+    _Alignas(RP_CACHELINE) _Atomic uint64_t pending;
+    /* Written by every submit. */
+    _Alignas(RP_CACHELINE) _Atomic uint64_t submitted;
+    /* Written when workers go idle or busy. */
+    _Alignas(RP_CACHELINE) _Atomic unsigned idle;
+    _Atomic unsigned space_waiters; /* submitters queued in submit_wait */
+
+    _Alignas(RP_CACHELINE) rp_ring ring;
+    size_t capacity; /* 0: unbounded; read-only */
+
+    rp_park work_park; /* idle workers sleep here */
+
+    /* Overflow FIFO (circular buffer), guarded by ovf_mutex. ovf_count mirrors
+     * ovf_len for lock-free "is it empty" checks. */
+    rp_mutex ovf_mutex;
+    void **ovf_buf;
+    size_t ovf_cap, ovf_head, ovf_len;
+    _Atomic size_t ovf_count;
+
+    /* Bounded admission: submitters waiting for room, first come first served. */
+    rp_mutex space_mutex;
+    rp_cond space_cond;
+    struct space_waiter *space_head, *space_tail;
+    _Atomic uint64_t rejected;
+    _Atomic uint64_t blocked_ns_total, blocked_ns_max;
+
+    /* Worker membership. */
+    rp_mutex workers_mutex;
+    rp_cond workers_cond; /* signalled when a worker exits */
+    rp_worker *live_list, *dead_list;
+    _Atomic unsigned live;
+    _Atomic unsigned min_workers, max_workers;
+    unsigned peak, next_index;
+    int released; /* the owner called rp_pool_release */
+    _Atomic unsigned refs; /* owner + one per started worker thread */
+    /* Counters of workers that have exited, and of discards by non-workers. */
+    _Atomic uint64_t done_completed, done_failed, done_cancelled;
+
+    /* Configuration (read-only after create). */
+    int64_t keep_alive_ns;
+    unsigned spin_iters;
+    size_t stack_size;
+    char name[32];
+    rp_pool_hooks hooks;
+    void *hooks_ctx;
+};
+
+typedef struct space_waiter {
+    struct space_waiter *next;
+} space_waiter;
+
+static _Thread_local rp_worker *tls_worker;
+
+static void pool_unref(rp_pool *p);
+static int start_worker_locked(rp_pool *p);
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                            */
+/* ------------------------------------------------------------------ */
+
+RP_INLINE uint64_t
+count_of(uint64_t v)
+{
+    return v & COUNT_MASK;
+}
+
+/* Single-writer counter bump: no locked instruction on the hot path. Readers
+ * only need a tear-free value, which the atomic store gives. */
+RP_INLINE void
+bump(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static void
+atomic_max_u64(_Atomic uint64_t *m, uint64_t v)
+{
+    uint64_t cur = atomic_load_explicit(m, memory_order_relaxed);
+    while (cur < v && !atomic_compare_exchange_weak_explicit(m, &cur, v, memory_order_relaxed,
+                                                             memory_order_relaxed)) {
+    }
+}
+
+/* Zeroed memory aligned for the cache-line-aligned members. */
+static void *
+aligned_zalloc(size_t size)
+{
+    size = (size + RP_CACHELINE - 1) / RP_CACHELINE * RP_CACHELINE;
+    void *m = aligned_alloc(RP_CACHELINE, size);
+    if (m != NULL)
+        memset(m, 0, size);
+    return m;
+}
+
+void
+rp_pool_config_init(rp_pool_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->min_workers = 0;
+    cfg->max_workers = rp_cpu_count() + 4 < 32 ? rp_cpu_count() + 4 : 32;
+    cfg->keep_alive_ns = (int64_t)60 * 1000000000;
+    cfg->spin_iters = 2000;
+}
+
+/* ------------------------------------------------------------------ */
+/* Queue: ring first, overflow when the ring is full                  */
+/* ------------------------------------------------------------------ */
+
+/* Pushes a task that already holds a reservation in `pending`. */
+static int
+queue_push(rp_pool *p, rp_task *t)
+{
+    /* relaxed: a stale 0 only lets this task overtake overflowed ones, which
+     * reorders but never loses (workers drain the overflow once the ring is
+     * empty). */
+    if (atomic_load_explicit(&p->ovf_count, memory_order_relaxed) == 0 &&
+        rp_ring_try_push(&p->ring, t) == RP_OK)
+        return RP_OK;
+    rp_mutex_lock(&p->ovf_mutex);
+    if (p->ovf_len == p->ovf_cap) {
+        size_t ncap = p->ovf_cap ? p->ovf_cap * 2 : 1024;
+        void **nbuf = malloc(ncap * sizeof *nbuf);
+        if (nbuf == NULL) {
+            rp_mutex_unlock(&p->ovf_mutex);
+            return RP_ENOMEM;
+        }
+        for (size_t i = 0; i < p->ovf_len; i++)
+            nbuf[i] = p->ovf_buf[(p->ovf_head + i) % p->ovf_cap];
+        free(p->ovf_buf);
+        p->ovf_buf = nbuf;
+        p->ovf_cap = ncap;
+        p->ovf_head = 0;
+    }
+    p->ovf_buf[(p->ovf_head + p->ovf_len) % p->ovf_cap] = t;
+    p->ovf_len++;
+    /* release: pairs with the acquire load in queue_pop; the item itself is
+     * read under ovf_mutex, so this only has to be eventually visible. */
+    atomic_store_explicit(&p->ovf_count, p->ovf_len, memory_order_release);
+    rp_mutex_unlock(&p->ovf_mutex);
+    return RP_OK;
+}
+
+static void space_notify(rp_pool *p);
+
+/* Pops one task, or NULL when neither the ring nor the overflow has one
+ * published right now. On success releases the task's reservation. */
+static rp_task *
+queue_pop(rp_pool *p)
+{
+    void *item = NULL;
+    if (rp_ring_try_pop(&p->ring, &item) != RP_OK) {
+        /* acquire: pairs with the release store in queue_push. */
+        if (atomic_load_explicit(&p->ovf_count, memory_order_acquire) == 0)
+            return NULL;
+        rp_mutex_lock(&p->ovf_mutex);
+        if (p->ovf_len > 0) {
+            item = p->ovf_buf[p->ovf_head];
+            p->ovf_head = (p->ovf_head + 1) % p->ovf_cap;
+            p->ovf_len--;
+            atomic_store_explicit(&p->ovf_count, p->ovf_len, memory_order_release);
+        }
+        rp_mutex_unlock(&p->ovf_mutex);
+        if (item == NULL)
+            return NULL;
+    }
+    /* seq_cst: releases the reservation. Pairs with the seq_cst load of
+     * pending in space_ready (a blocked submitter) and in worker_should_exit;
+     * the load of space_waiters below pairs with the submitter's seq_cst
+     * increment of it (Dekker, PARKING.md). */
+    atomic_fetch_sub_explicit(&p->pending, 1, memory_order_seq_cst);
+    if (p->capacity != 0 &&
+        atomic_load_explicit(&p->space_waiters, memory_order_seq_cst) != 0)
+        space_notify(p);
+    return (rp_task *)item;
+}
+
+/* ------------------------------------------------------------------ */
+/* Admission                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Reserves one slot in `pending`. */
+static int
+reserve(rp_pool *p)
+{
+    if (p->capacity == 0) {
+        /* seq_cst: the reservation is the waker's publishing RMW of the
+         * parking protocol; pairs with the sleeper's seq_cst load in work_ready. */
+        uint64_t v = atomic_fetch_add_explicit(&p->pending, 1, memory_order_seq_cst);
+        if (RP_UNLIKELY(v & CLOSED_BIT)) {
+            atomic_fetch_sub_explicit(&p->pending, 1, memory_order_seq_cst);
+            return RP_ESHUTDOWN;
+        }
+        return RP_OK;
+    }
+    uint64_t v = atomic_load_explicit(&p->pending, memory_order_relaxed);
+    for (;;) {
+        if (v & CLOSED_BIT)
+            return RP_ESHUTDOWN;
+        if (count_of(v) >= p->capacity)
+            return RP_EFULL;
+        /* seq_cst: as above. */
+        if (atomic_compare_exchange_weak_explicit(&p->pending, &v, v + 1, memory_order_seq_cst,
+                                                  memory_order_relaxed))
+            return RP_OK;
+    }
+}
+
+static void
+unreserve(rp_pool *p)
+{
+    atomic_fetch_sub_explicit(&p->pending, 1, memory_order_seq_cst);
+}
+
+/* After a push: wake a parked worker, or start one if none is idle. */
+static void
+wake_or_spawn(rp_pool *p)
+{
+    /* seq_cst: pairs with a worker's seq_cst increment of idle before it
+     * re-checks pending (worker_main) and with the decrement in try_retire.
+     * Either we see the idle worker, or it sees our reservation. */
+    if (atomic_load_explicit(&p->idle, memory_order_seq_cst) != 0) {
+        rp_park_notify_one(&p->work_park);
+        return;
+    }
+    if (atomic_load_explicit(&p->live, memory_order_relaxed) >=
+        atomic_load_explicit(&p->max_workers, memory_order_relaxed))
+        return;
+    rp_mutex_lock(&p->workers_mutex);
+    uint64_t v = atomic_load_explicit(&p->pending, memory_order_seq_cst);
+    if (!(v & CLOSED_BIT) && atomic_load_explicit(&p->idle, memory_order_seq_cst) == 0 &&
+        atomic_load_explicit(&p->live, memory_order_relaxed) <
+            atomic_load_explicit(&p->max_workers, memory_order_relaxed))
+        (void)start_worker_locked(p); /* on failure the live workers serve it */
+    rp_mutex_unlock(&p->workers_mutex);
+}
+
+static int
+submit_reserved(rp_pool *p, rp_task *t)
+{
+    atomic_store_explicit(&t->state, RP_TASK_QUEUED, memory_order_relaxed);
+    t->submit_ns = rp_now_ns();
+    int rc = queue_push(p, t);
+    if (RP_UNLIKELY(rc != RP_OK)) {
+        unreserve(p);
+        return rc;
+    }
+    atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
+    wake_or_spawn(p);
+    return RP_OK;
+}
+
+int
+rp_pool_submit(rp_pool *p, rp_task *t)
+{
+    /* A bounded pool with submitters queued for room: do not overtake them. */
+    if (p->capacity != 0 &&
+        atomic_load_explicit(&p->space_waiters, memory_order_seq_cst) != 0) {
+        if (atomic_load_explicit(&p->pending, memory_order_relaxed) & CLOSED_BIT)
+            return RP_ESHUTDOWN;
+        atomic_fetch_add_explicit(&p->rejected, 1, memory_order_relaxed);
+        return RP_EFULL;
+    }
+    int rc = reserve(p);
+    if (rc == RP_OK)
+        return submit_reserved(p, t);
+    if (rc == RP_EFULL)
+        atomic_fetch_add_explicit(&p->rejected, 1, memory_order_relaxed);
+    return rc;
+}
+
+static void
+space_notify(rp_pool *p)
+{
+    rp_mutex_lock(&p->space_mutex);
+    rp_cond_broadcast(&p->space_cond);
+    rp_mutex_unlock(&p->space_mutex);
+}
+
+int
+rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns)
+{
+    if (p->capacity == 0)
+        return rp_pool_submit(p, t);
+    if (atomic_load_explicit(&p->space_waiters, memory_order_seq_cst) == 0) {
+        int rc = reserve(p);
+        if (rc == RP_OK)
+            return submit_reserved(p, t);
+        if (rc != RP_EFULL)
+            return rc;
+    }
+    /* Slow path: join the FIFO of waiting submitters. Only the head may
+     * reserve, so a submitter that arrived earlier always gets in first. */
+    int64_t start = rp_now_ns();
+    space_waiter me = {NULL};
+    int rc;
+    rp_mutex_lock(&p->space_mutex);
+    if (p->space_tail)
+        p->space_tail->next = &me;
+    else
+        p->space_head = &me;
+    p->space_tail = &me;
+    /* seq_cst: announce before trying to reserve. Pairs with the seq_cst
+     * load of space_waiters after the pop's seq_cst decrement of pending in
+     * queue_pop: either the worker sees us and broadcasts (it takes
+     * space_mutex, so not before we wait), or we see its decrement. */
+    atomic_fetch_add_explicit(&p->space_waiters, 1, memory_order_seq_cst);
+    for (;;) {
+        if (p->space_head == &me) {
+            rc = reserve(p);
+            if (rc != RP_EFULL)
+                break;
+        } else if (atomic_load_explicit(&p->pending, memory_order_seq_cst) & CLOSED_BIT) {
+            rc = RP_ESHUTDOWN;
+            break;
+        }
+        if (rp_cond_wait_until(&p->space_cond, &p->space_mutex, deadline_ns) == RP_ETIMEDOUT) {
+            rc = p->space_head == &me ? reserve(p) : RP_EFULL;
+            if (rc == RP_EFULL)
+                rc = RP_ETIMEDOUT;
+            break;
+        }
+    }
+    /* Leave the FIFO; the new head must re-try, so wake everyone. */
+    space_waiter **pp = &p->space_head;
+    space_waiter *prev = NULL;
+    while (*pp != &me) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = me.next;
+    if (p->space_tail == &me)
+        p->space_tail = prev;
+    atomic_fetch_sub_explicit(&p->space_waiters, 1, memory_order_seq_cst);
+    rp_cond_broadcast(&p->space_cond);
+    rp_mutex_unlock(&p->space_mutex);
+
+    uint64_t waited = (uint64_t)(rp_now_ns() - start);
+    atomic_fetch_add_explicit(&p->blocked_ns_total, waited, memory_order_relaxed);
+    atomic_max_u64(&p->blocked_ns_max, waited);
+    if (rc == RP_OK)
+        return submit_reserved(p, t);
+    if (rc == RP_ETIMEDOUT)
+        atomic_fetch_add_explicit(&p->rejected, 1, memory_order_relaxed);
+    return rc;
+}
+
+int
+rp_task_cancel(rp_task *t)
+{
+    int expected = RP_TASK_QUEUED;
+    /* acq_rel: a win here pairs with the worker's CAS in run_one, which then
+     * fails and discards instead of running. */
+    return atomic_compare_exchange_strong_explicit(&t->state, &expected, RP_TASK_CANCELLED,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
+/* ------------------------------------------------------------------ */
+/* Workers                                                            */
+/* ------------------------------------------------------------------ */
+
+unsigned rp_worker_index(const rp_worker *w) { return w->index; }
+void *rp_worker_local(const rp_worker *w) { return w->local; }
+rp_pool *rp_worker_pool(const rp_worker *w) { return w->pool; }
+rp_worker *rp_worker_current(void) { return tls_worker; }
+
+/* Runs or discards one popped task and accounts for it. */
+static void
+run_one(rp_pool *p, rp_worker *w, rp_task *t)
+{
+    int expected = RP_TASK_QUEUED;
+    if (RP_UNLIKELY(atomic_load_explicit(&p->pending, memory_order_relaxed) & DISCARD_BIT)) {
+        /* A discarding shutdown: the task never runs. */
+        int reason = atomic_compare_exchange_strong_explicit(
+                         &t->state, &expected, RP_TASK_CANCELLED, memory_order_acq_rel,
+                         memory_order_acquire)
+                         ? RP_DISCARD_SHUTDOWN
+                         : RP_DISCARD_CANCELLED;
+        t->ops->discard(t, reason);
+        bump(&w->cancelled);
+        return;
+    }
+    /* acq_rel: pairs with the CAS in rp_task_cancel; exactly one of them wins. */
+    if (!atomic_compare_exchange_strong_explicit(&t->state, &expected, RP_TASK_RUNNING,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        t->ops->discard(t, RP_DISCARD_CANCELLED);
+        bump(&w->cancelled);
+        return;
+    }
+    atomic_store_explicit(&w->running, 1, memory_order_relaxed);
+    int outcome = t->ops->run(t, w); /* t may be freed from here on */
+    atomic_store_explicit(&w->running, 0, memory_order_relaxed);
+    if (RP_LIKELY(outcome == RP_OUTCOME_COMPLETED))
+        bump(&w->completed);
+    else if (outcome == RP_OUTCOME_FAILED)
+        bump(&w->failed);
+    else
+        bump(&w->cancelled);
+}
+
+/* Parking condition for an idle worker: something may need it. */
+static int
+work_ready(void *arg)
+{
+    rp_pool *p = arg;
+    /* seq_cst: the sleeper's re-check; pairs with the submitter's seq_cst
+     * reservation in reserve() and the fetch_or in rp_pool_shutdown. */
+    uint64_t v = atomic_load_explicit(&p->pending, memory_order_seq_cst);
+    if (count_of(v) != 0 || (v & CLOSED_BIT))
+        return 1;
+    /* resize() shrank the pool: surplus workers must wake to retire. */
+    return atomic_load_explicit(&p->live, memory_order_seq_cst) >
+           atomic_load_explicit(&p->max_workers, memory_order_seq_cst);
+}
+
+/* Decides, under workers_mutex, whether an idle worker may exit now.
+ * keep_alive: the idle timeout fired (exit only above min_workers, and only
+ * if no task arrived meanwhile); otherwise the pool is above max_workers. */
+static int
+try_retire(rp_pool *p, int keep_alive)
+{
+    int ok = 0;
+    rp_mutex_lock(&p->workers_mutex);
+    unsigned live = atomic_load_explicit(&p->live, memory_order_relaxed);
+    if (keep_alive ? live > atomic_load_explicit(&p->min_workers, memory_order_relaxed)
+                   : live > atomic_load_explicit(&p->max_workers, memory_order_relaxed)) {
+        ok = 1;
+        if (keep_alive) {
+            /* seq_cst: stop counting as idle, then look for work. Pairs with
+             * the submitter's reservation followed by its seq_cst load of idle
+             * in wake_or_spawn: either it sees us gone (and spawns) or we see
+             * its task (and stay). */
+            atomic_fetch_sub_explicit(&p->idle, 1, memory_order_seq_cst);
+            if (count_of(atomic_load_explicit(&p->pending, memory_order_seq_cst)) != 0) {
+                atomic_fetch_add_explicit(&p->idle, 1, memory_order_seq_cst);
+                ok = 0;
+            }
+        } else {
+            atomic_fetch_sub_explicit(&p->idle, 1, memory_order_seq_cst);
+        }
+        if (ok)
+            atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
+    }
+    rp_mutex_unlock(&p->workers_mutex);
+    return ok;
+}
+
+static void *
+worker_main(void *arg)
+{
+    rp_worker *w = arg;
+    rp_pool *p = w->pool;
+    int is_idle = 0, counted_live = 1;
+    unsigned waits = 0;
+    int64_t idle_since = 0;
+    tls_worker = w;
+    {
+        char tname[48];
+        snprintf(tname, sizeof tname, "%s-%u", p->name, w->index);
+        rp_thread_set_name(tname);
+    }
+    if (p->hooks.worker_start &&
+        p->hooks.worker_start(p->hooks_ctx, w, &w->local) != 0)
+        goto out;
+
+    for (;;) {
+        rp_task *t = queue_pop(p);
+        if (t != NULL) {
+            if (is_idle) {
+                atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
+                is_idle = 0;
+            }
+            run_one(p, w, t);
+            /* resize() shrank the pool: retire after the current task. */
+            if (RP_UNLIKELY(atomic_load_explicit(&p->live, memory_order_relaxed) >
+                            atomic_load_explicit(&p->max_workers, memory_order_relaxed))) {
+                atomic_fetch_add_explicit(&p->idle, 1, memory_order_seq_cst);
+                is_idle = 1;
+                if (try_retire(p, 0)) {
+                    is_idle = 0;
+                    counted_live = 0;
+                    break;
+                }
+            }
+            continue;
+        }
+        uint64_t v = atomic_load_explicit(&p->pending, memory_order_seq_cst);
+        if ((v & CLOSED_BIT) && count_of(v) == 0)
+            break; /* drained: no task can arrive any more */
+        if (count_of(v) != 0) {
+            /* A reservation whose push is in flight, or a transient empty
+             * ring: it will be there in a moment. Yield now and then, in case
+             * the pusher was preempted on a busy machine. */
+            if (++waits % 64 == 0)
+                rp_thread_yield();
+            else
+                rp_cpu_relax();
+            continue;
+        }
+        if (!is_idle) {
+            /* seq_cst: announce idleness, then look again (the loop does).
+             * Pairs with the seq_cst load of idle in wake_or_spawn. */
+            atomic_fetch_add_explicit(&p->idle, 1, memory_order_seq_cst);
+            is_idle = 1;
+            idle_since = rp_now_ns();
+            if (p->hooks.worker_idle)
+                p->hooks.worker_idle(p->hooks_ctx, w);
+            continue;
+        }
+        if (atomic_load_explicit(&p->live, memory_order_relaxed) >
+            atomic_load_explicit(&p->max_workers, memory_order_relaxed)) {
+            if (try_retire(p, 0)) {
+                is_idle = 0;
+                counted_live = 0;
+                break;
+            }
+        }
+        /* Brief spin: a task that arrives now costs no wake-up syscall. */
+        unsigned i;
+        for (i = 0; i < p->spin_iters; i++) {
+            if (atomic_load_explicit(&p->pending, memory_order_relaxed) != 0)
+                break;
+            rp_cpu_relax();
+        }
+        if (i < p->spin_iters)
+            continue;
+        int64_t deadline = -1;
+        if (p->keep_alive_ns >= 0 &&
+            atomic_load_explicit(&p->live, memory_order_relaxed) >
+                atomic_load_explicit(&p->min_workers, memory_order_relaxed))
+            deadline = idle_since + p->keep_alive_ns;
+        if (rp_park_sleep(&p->work_park, work_ready, p, deadline) == RP_ETIMEDOUT &&
+            try_retire(p, 1)) {
+            is_idle = 0;
+            counted_live = 0;
+            break;
+        }
+    }
+    if (is_idle)
+        atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
+    if (p->hooks.worker_stop)
+        p->hooks.worker_stop(p->hooks_ctx, w);
+out:
+    tls_worker = NULL;
+    rp_mutex_lock(&p->workers_mutex);
+    if (counted_live)
+        atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
+    /* Fold this worker's counters into the pool's, then leave the live list. */
+    atomic_fetch_add_explicit(&p->done_completed,
+                              atomic_load_explicit(&w->completed, memory_order_relaxed),
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->done_failed,
+                              atomic_load_explicit(&w->failed, memory_order_relaxed),
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->done_cancelled,
+                              atomic_load_explicit(&w->cancelled, memory_order_relaxed),
+                              memory_order_relaxed);
+    for (rp_worker **pp = &p->live_list; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    w->exited = 1;
+    int self_free = w->detached;
+    if (!self_free) {
+        w->next = p->dead_list;
+        p->dead_list = w;
+    }
+    rp_cond_broadcast(&p->workers_cond);
+    rp_mutex_unlock(&p->workers_mutex);
+    if (self_free)
+        free(w);
+    pool_unref(p); /* may free the pool: nothing below touches it */
+    return NULL;
+}
+
+/* Starts one worker. Caller holds workers_mutex. */
+static int
+start_worker_locked(rp_pool *p)
+{
+    rp_worker *w = aligned_zalloc(sizeof *w);
+    if (w == NULL)
+        return RP_ENOMEM;
+    w->pool = p;
+    w->index = p->next_index++;
+    atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    unsigned live = atomic_fetch_add_explicit(&p->live, 1, memory_order_relaxed) + 1;
+    w->next = p->live_list;
+    p->live_list = w;
+    if (rp_thread_create(&w->thread, worker_main, w, p->stack_size) != RP_OK) {
+        p->live_list = w->next;
+        atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&p->refs, 1, memory_order_relaxed);
+        free(w);
+        return RP_ETHREAD;
+    }
+    if (live > p->peak)
+        p->peak = live;
+    return RP_OK;
+}
+
+/* Joins every exited worker. Must not hold workers_mutex. */
+static void
+reap_dead(rp_pool *p)
+{
+    rp_mutex_lock(&p->workers_mutex);
+    rp_worker *dead = p->dead_list;
+    p->dead_list = NULL;
+    rp_mutex_unlock(&p->workers_mutex);
+    while (dead) {
+        rp_worker *next = dead->next;
+        rp_thread_join(dead->thread);
+        free(dead);
+        dead = next;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Create, shutdown, join, release                                    */
+/* ------------------------------------------------------------------ */
+
+int
+rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
+{
+    if (cfg == NULL || out == NULL || cfg->max_workers < 1 || cfg->min_workers > cfg->max_workers ||
+        cfg->queue_capacity > COUNT_MASK / 2)
+        return RP_EINVAL;
+    rp_pool *p = aligned_zalloc(sizeof *p);
+    if (p == NULL)
+        return RP_ENOMEM;
+    size_t ring_cap = cfg->ring_capacity ? cfg->ring_capacity : DEFAULT_RING_CAPACITY;
+    if (cfg->queue_capacity)
+        ring_cap = cfg->queue_capacity; /* room for every reservation, usually */
+    if (ring_cap > MAX_RING_CAPACITY)
+        ring_cap = MAX_RING_CAPACITY;
+    ring_cap = rp_ring_round_capacity(ring_cap);
+    int rc = rp_ring_init(&p->ring, ring_cap);
+    if (rc != RP_OK) {
+        free(p);
+        return rc;
+    }
+    if (rp_park_init(&p->work_park) != RP_OK || rp_mutex_init(&p->ovf_mutex) != RP_OK ||
+        rp_mutex_init(&p->space_mutex) != RP_OK || rp_cond_init(&p->space_cond) != RP_OK ||
+        rp_mutex_init(&p->workers_mutex) != RP_OK || rp_cond_init(&p->workers_cond) != RP_OK) {
+        rp_ring_destroy(&p->ring);
+        free(p);
+        return RP_ENOMEM;
+    }
+    p->capacity = cfg->queue_capacity;
+    atomic_init(&p->min_workers, cfg->min_workers);
+    atomic_init(&p->max_workers, cfg->max_workers);
+    atomic_init(&p->refs, 1);
+    p->keep_alive_ns = cfg->keep_alive_ns;
+    p->spin_iters = cfg->spin_iters;
+    p->stack_size = cfg->stack_size;
+    snprintf(p->name, sizeof p->name, "%s", cfg->name ? cfg->name : "ringpool");
+    if (cfg->hooks)
+        p->hooks = *cfg->hooks;
+    p->hooks_ctx = cfg->hooks_ctx;
+
+    rp_mutex_lock(&p->workers_mutex);
+    for (unsigned i = 0; i < cfg->min_workers; i++) {
+        rc = start_worker_locked(p);
+        if (rc != RP_OK)
+            break;
+    }
+    rp_mutex_unlock(&p->workers_mutex);
+    if (rc != RP_OK) {
+        rp_pool_shutdown(p, RP_SHUTDOWN_DRAIN);
+        rp_pool_join(p, -1);
+        rp_pool_release(p);
+        return rc;
+    }
+    *out = p;
+    return RP_OK;
+}
+
+/* Discards every queued task from the calling thread (it holds no lock). */
+static void
+discard_queued(rp_pool *p)
+{
+    for (;;) {
+        rp_task *t = queue_pop(p);
+        if (t != NULL) {
+            int expected = RP_TASK_QUEUED;
+            int reason = atomic_compare_exchange_strong_explicit(
+                             &t->state, &expected, RP_TASK_CANCELLED, memory_order_acq_rel,
+                             memory_order_acquire)
+                             ? RP_DISCARD_SHUTDOWN
+                             : RP_DISCARD_CANCELLED;
+            t->ops->discard(t, reason);
+            atomic_fetch_add_explicit(&p->done_cancelled, 1, memory_order_relaxed);
+            continue;
+        }
+        if (count_of(atomic_load_explicit(&p->pending, memory_order_seq_cst)) == 0)
+            return;
+        rp_thread_yield(); /* a push is in flight, or a worker holds the item */
+    }
+}
+
+int
+rp_pool_shutdown(rp_pool *p, rp_shutdown_mode mode)
+{
+    uint64_t bits = CLOSED_BIT | (mode == RP_SHUTDOWN_DISCARD ? DISCARD_BIT : 0);
+    /* seq_cst: publishes CLOSED; pairs with the seq_cst loads in work_ready,
+     * the worker loop and reserve(). */
+    atomic_fetch_or_explicit(&p->pending, bits, memory_order_seq_cst);
+    /* Every parked worker re-checks and sees CLOSED (PARKING.md). Workers
+     * never park once CLOSED is set, so one broadcast is enough. */
+    rp_mutex_lock(&p->work_park.mutex);
+    rp_cond_broadcast(&p->work_park.cond);
+    rp_mutex_unlock(&p->work_park.mutex);
+    space_notify(p); /* blocked submitters leave with RP_ESHUTDOWN */
+    if (mode == RP_SHUTDOWN_DISCARD)
+        discard_queued(p);
+    return RP_OK;
+}
+
+int
+rp_pool_join(rp_pool *p, int64_t deadline_ns)
+{
+    if (!(atomic_load_explicit(&p->pending, memory_order_seq_cst) & CLOSED_BIT))
+        return RP_EINVAL;
+    if (tls_worker != NULL && tls_worker->pool == p)
+        return RP_EDEADLK;
+    rp_mutex_lock(&p->workers_mutex);
+    while (atomic_load_explicit(&p->live, memory_order_relaxed) != 0 || p->live_list != NULL) {
+        if (rp_cond_wait_until(&p->workers_cond, &p->workers_mutex, deadline_ns) == RP_ETIMEDOUT &&
+            (atomic_load_explicit(&p->live, memory_order_relaxed) != 0 || p->live_list != NULL)) {
+            rp_mutex_unlock(&p->workers_mutex);
+            reap_dead(p);
+            return RP_ETIMEDOUT;
+        }
+    }
+    rp_mutex_unlock(&p->workers_mutex);
+    reap_dead(p);
+    /* No worker is left. Tasks can remain only if no worker could ever be
+     * started for them; they must still end exactly once. */
+    discard_queued(p);
+    return RP_OK;
+}
+
+int
+rp_pool_resize(rp_pool *p, unsigned min_workers, unsigned max_workers)
+{
+    if (max_workers < 1 || min_workers > max_workers)
+        return RP_EINVAL;
+    int rc = RP_OK;
+    reap_dead(p);
+    rp_mutex_lock(&p->workers_mutex);
+    atomic_store_explicit(&p->min_workers, min_workers, memory_order_seq_cst);
+    atomic_store_explicit(&p->max_workers, max_workers, memory_order_seq_cst);
+    int closed = (atomic_load_explicit(&p->pending, memory_order_seq_cst) & CLOSED_BIT) != 0;
+    if (!closed) {
+        /* Up to the new minimum, and up to the queue's need when nobody is idle. */
+        uint64_t need = count_of(atomic_load_explicit(&p->pending, memory_order_seq_cst));
+        unsigned live = atomic_load_explicit(&p->live, memory_order_relaxed);
+        unsigned want = min_workers;
+        if (atomic_load_explicit(&p->idle, memory_order_seq_cst) == 0) {
+            uint64_t grow = live + need;
+            if (grow > max_workers)
+                grow = max_workers;
+            if (grow > want)
+                want = (unsigned)grow;
+        }
+        while (rc == RP_OK && atomic_load_explicit(&p->live, memory_order_relaxed) < want)
+            rc = start_worker_locked(p);
+    }
+    rp_mutex_unlock(&p->workers_mutex);
+    /* Surplus workers that are parked must wake to retire (work_ready). */
+    rp_mutex_lock(&p->work_park.mutex);
+    rp_cond_broadcast(&p->work_park.cond);
+    rp_mutex_unlock(&p->work_park.mutex);
+    return rc;
+}
+
+void
+rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    rp_mutex_lock(&p->workers_mutex);
+    out->completed = atomic_load_explicit(&p->done_completed, memory_order_relaxed);
+    out->failed = atomic_load_explicit(&p->done_failed, memory_order_relaxed);
+    out->cancelled = atomic_load_explicit(&p->done_cancelled, memory_order_relaxed);
+    for (rp_worker *w = p->live_list; w; w = w->next) {
+        out->completed += atomic_load_explicit(&w->completed, memory_order_relaxed);
+        out->failed += atomic_load_explicit(&w->failed, memory_order_relaxed);
+        out->cancelled += atomic_load_explicit(&w->cancelled, memory_order_relaxed);
+        out->running += atomic_load_explicit(&w->running, memory_order_relaxed);
+    }
+    out->live_workers = atomic_load_explicit(&p->live, memory_order_relaxed);
+    out->peak_workers = p->peak;
+    rp_mutex_unlock(&p->workers_mutex);
+    uint64_t v = atomic_load_explicit(&p->pending, memory_order_seq_cst);
+    out->queued = count_of(v);
+    out->closed = (v & CLOSED_BIT) != 0;
+    out->submitted = atomic_load_explicit(&p->submitted, memory_order_relaxed);
+    out->rejected = atomic_load_explicit(&p->rejected, memory_order_relaxed);
+    out->idle_workers = atomic_load_explicit(&p->idle, memory_order_relaxed);
+    out->min_workers = atomic_load_explicit(&p->min_workers, memory_order_relaxed);
+    out->max_workers = atomic_load_explicit(&p->max_workers, memory_order_relaxed);
+    out->queue_capacity = p->capacity;
+    out->blocked_submitters = atomic_load_explicit(&p->space_waiters, memory_order_relaxed);
+    out->blocked_ns_total = atomic_load_explicit(&p->blocked_ns_total, memory_order_relaxed);
+    out->blocked_ns_max = atomic_load_explicit(&p->blocked_ns_max, memory_order_relaxed);
+}
+
+static void
+pool_free(rp_pool *p)
+{
+    void (*on_free)(void *) = p->hooks.pool_free;
+    void *ctx = p->hooks_ctx;
+    rp_worker *dead = p->dead_list;
+    while (dead) {
+        rp_worker *next = dead->next;
+        free(dead); /* already joined or detached */
+        dead = next;
+    }
+    rp_ring_destroy(&p->ring);
+    free(p->ovf_buf);
+    rp_park_destroy(&p->work_park);
+    rp_mutex_destroy(&p->ovf_mutex);
+    rp_cond_destroy(&p->space_cond);
+    rp_mutex_destroy(&p->space_mutex);
+    rp_cond_destroy(&p->workers_cond);
+    rp_mutex_destroy(&p->workers_mutex);
+    free(p);
+    if (on_free)
+        on_free(ctx);
+}
+
+static void
+pool_unref(rp_pool *p)
+{
+    /* acq_rel: the last decrement sees every other holder's writes before it
+     * frees (the classic refcount pairing). */
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+        pool_free(p);
+}
+
+void
+rp_pool_release(rp_pool *p)
+{
+    if (!(atomic_load_explicit(&p->pending, memory_order_seq_cst) & CLOSED_BIT))
+        rp_pool_shutdown(p, RP_SHUTDOWN_DRAIN);
+    /* Join the exited; detach the rest (they free themselves, and the last
+     * one out frees the pool). A worker of this very pool is among the rest. */
+    rp_mutex_lock(&p->workers_mutex);
+    p->released = 1;
+    rp_worker *dead = p->dead_list;
+    p->dead_list = NULL;
+    for (rp_worker *w = p->live_list; w; w = w->next) {
+        w->detached = 1;
+        rp_thread_detach(w->thread);
+    }
+    rp_mutex_unlock(&p->workers_mutex);
+    while (dead) {
+        rp_worker *next = dead->next;
+        rp_thread_join(dead->thread); /* exited: returns at once */
+        free(dead);
+        dead = next;
+    }
+    pool_unref(p);
+}

@@ -1,0 +1,159 @@
+/* rp_pool.h - the worker pool: a queue of tasks served by native threads.
+ *
+ * Tasks. The engine sees a task only as an rp_task header that the caller
+ * embeds in (or points from) its own record. The caller owns the memory; the
+ * engine holds the pointer from a successful submit until it hands the task
+ * back exactly once, through ops->run (it will run) or ops->discard (it never
+ * will: cancelled before start, or dropped by a discarding shutdown). After
+ * either call returns the engine never touches the task again.
+ *
+ * Threads. rp_pool_submit*, rp_pool_shutdown, rp_pool_resize, rp_pool_stats
+ * and rp_task_cancel may be called from any thread, workers included, at the
+ * same time. rp_pool_join waits (call it with the GIL released); from one of
+ * the pool's own workers it returns RP_EDEADLK instead of waiting for itself.
+ * rp_pool_release may be called once, by the owner.
+ *
+ * Workers. Between min_workers and max_workers. A worker starts when a task is
+ * submitted while no worker is idle and fewer than max_workers are live; one
+ * above min_workers that stays idle for keep_alive ends its thread (joined by
+ * the next spawn, by join, or by release). Each worker loops: pop, run,
+ * account, and when the queue is empty call hooks->worker_idle, spin briefly
+ * and park (rp_park.h; csrc/PARKING.md).
+ */
+#ifndef RP_POOL_H
+#define RP_POOL_H
+
+#include "rp_common.h"
+#include "rp_status.h"
+#include <stdatomic.h>
+
+typedef struct rp_pool rp_pool;
+typedef struct rp_worker rp_worker;
+typedef struct rp_task rp_task;
+
+/* What ops->run reports back, for the counters. */
+typedef enum rp_outcome {
+    RP_OUTCOME_COMPLETED = 0,
+    RP_OUTCOME_FAILED = 1,
+    RP_OUTCOME_CANCELLED = 2
+} rp_outcome;
+
+/* Why ops->discard is called. */
+typedef enum rp_discard_reason {
+    RP_DISCARD_CANCELLED = 1, /* rp_task_cancel won before a worker started it */
+    RP_DISCARD_SHUTDOWN = 2   /* rp_pool_shutdown(RP_SHUTDOWN_DISCARD) dropped it */
+} rp_discard_reason;
+
+/* Task life cycle, in rp_task.state. Transitions are single CASes from QUEUED:
+ * to RUNNING by the worker that pops it, to CANCELLED by rp_task_cancel. */
+enum { RP_TASK_QUEUED = 0, RP_TASK_RUNNING = 1, RP_TASK_CANCELLED = 2 };
+
+typedef struct rp_task_ops {
+    /* On a worker thread, without any lock held. Returns an rp_outcome. */
+    int (*run)(rp_task *task, rp_worker *worker);
+    /* On whichever thread drops the task (a worker, or the shutdown caller). */
+    void (*discard)(rp_task *task, int reason);
+} rp_task_ops;
+
+struct rp_task {
+    const rp_task_ops *ops; /* set by the caller */
+    void *data;             /* the caller's; the engine never reads it */
+    _Atomic int state;      /* RP_TASK_*: set to QUEUED by submit */
+    int64_t submit_ns;      /* set by submit: rp_now_ns() */
+};
+
+typedef struct rp_pool_hooks {
+    /* On a new worker thread before its first task. *local receives the
+     * worker's private pointer (rp_worker_local). A non-zero return makes the
+     * worker exit at once, without worker_stop; the pool stays open. */
+    int (*worker_start)(void *ctx, rp_worker *w, void **local);
+    /* When the worker finds the queue empty, before it spins or parks. */
+    void (*worker_idle)(void *ctx, rp_worker *w);
+    /* On the worker thread as it exits (keep-alive, resize, shutdown). */
+    void (*worker_stop)(void *ctx, rp_worker *w);
+    /* Once, when the pool's memory is freed: after rp_pool_release and the
+     * last worker's exit, on whichever of those threads comes last. Lets the
+     * owner keep hooks_ctx alive for exactly as long as workers may use it. */
+    void (*pool_free)(void *ctx);
+} rp_pool_hooks;
+
+typedef struct rp_pool_config {
+    unsigned min_workers;     /* started by create, kept alive when idle */
+    unsigned max_workers;     /* >= 1 and >= min_workers */
+    size_t queue_capacity;    /* 0: unbounded; N: at most N tasks accepted and not started */
+    size_t ring_capacity;     /* lock-free slots before the locked overflow list; 0: default */
+    int64_t keep_alive_ns;    /* idle time before a worker above min_workers exits; < 0: never */
+    unsigned spin_iters;      /* pause-loop iterations before parking */
+    size_t stack_size;        /* 0: at least the main thread's stack limit */
+    const char *name;         /* thread-name prefix (copied); NULL: "ringpool" */
+    const rp_pool_hooks *hooks; /* may be NULL; the struct is copied */
+    void *hooks_ctx;
+} rp_pool_config;
+
+typedef enum rp_shutdown_mode {
+    RP_SHUTDOWN_DRAIN = 0,  /* run everything queued, then stop */
+    RP_SHUTDOWN_DISCARD = 1 /* hand every queued task to ops->discard, then stop */
+} rp_shutdown_mode;
+
+typedef struct rp_pool_stats {
+    uint64_t submitted;   /* accepted by a submit */
+    uint64_t completed;   /* ran, outcome COMPLETED */
+    uint64_t failed;      /* ran, outcome FAILED */
+    uint64_t cancelled;   /* discarded, or ran with outcome CANCELLED */
+    uint64_t rejected;    /* refused by a full bounded queue (submit returned RP_EFULL/RP_ETIMEDOUT) */
+    uint64_t queued;      /* accepted, not yet popped */
+    uint64_t running;     /* popped, not yet accounted */
+    unsigned live_workers, idle_workers, peak_workers;
+    unsigned min_workers, max_workers;
+    size_t queue_capacity; /* 0: unbounded */
+    unsigned blocked_submitters;   /* inside rp_pool_submit_wait now */
+    uint64_t blocked_ns_total;     /* time submitters spent waiting for room */
+    uint64_t blocked_ns_max;
+    int closed;
+} rp_pool_stats;
+
+RP_API void rp_pool_config_init(rp_pool_config *cfg);
+/* Starts min_workers workers. RP_EINVAL for a bad config, RP_ENOMEM, RP_ETHREAD. */
+RP_API int rp_pool_create(const rp_pool_config *cfg, rp_pool **out);
+
+/* Never waits. RP_OK (the engine owns the task), RP_EFULL (bounded and full),
+ * RP_ESHUTDOWN, or RP_ETHREAD (no worker is live and none could start). */
+RP_API int rp_pool_submit(rp_pool *p, rp_task *t);
+/* Like rp_pool_submit, but a full bounded queue waits for room until the
+ * absolute monotonic deadline_ns (< 0: no deadline): RP_ETIMEDOUT then, or
+ * RP_ESHUTDOWN when the pool closes meanwhile. Submitters get in first come,
+ * first served. Call it with the GIL released. */
+RP_API int rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns);
+
+/* Stops accepting tasks and wakes every worker; with DISCARD, every queued
+ * task is handed to ops->discard before this returns (from this thread or a
+ * worker). Never waits for running tasks. Idempotent; DRAIN may be upgraded
+ * to DISCARD by a later call. */
+RP_API int rp_pool_shutdown(rp_pool *p, rp_shutdown_mode mode);
+/* Waits until every worker has exited (after shutdown) and joins them.
+ * RP_OK, RP_ETIMEDOUT (deadline_ns passed), RP_EDEADLK (called from one of
+ * this pool's workers: it does not wait), RP_EINVAL (pool still open). */
+RP_API int rp_pool_join(rp_pool *p, int64_t deadline_ns);
+/* Changes the bounds; starts workers up to the new minimum; workers above the
+ * new maximum retire after their current task. RP_EINVAL for bad bounds. */
+RP_API int rp_pool_resize(rp_pool *p, unsigned min_workers, unsigned max_workers);
+RP_API void rp_pool_stats_get(rp_pool *p, rp_pool_stats *out);
+/* The owner's last call: shuts down (DRAIN) if still open, joins what has
+ * exited, detaches what has not, and frees the pool when the last worker has
+ * left. Must not be called from one of the pool's own workers while that
+ * worker's pool could still be needed by it: the engine handles that case by
+ * leaving the free to the last exiting worker. */
+RP_API void rp_pool_release(rp_pool *p);
+
+/* Cancels a queued task: returns 1 if it had not started (a worker will hand
+ * it to ops->discard(RP_DISCARD_CANCELLED) without running it), 0 otherwise. */
+RP_API int rp_task_cancel(rp_task *t);
+
+/* Worker accessors; valid on the worker's own thread while it runs. */
+RP_API unsigned rp_worker_index(const rp_worker *w);
+RP_API void *rp_worker_local(const rp_worker *w);
+RP_API rp_pool *rp_worker_pool(const rp_worker *w);
+/* The worker running on this thread, or NULL. */
+RP_API rp_worker *rp_worker_current(void);
+
+#endif /* RP_POOL_H */

@@ -1,0 +1,35 @@
+"""ringpool: a concurrent.futures Executor whose hot path is native.
+
+    >>> import ringpool
+    >>> with ringpool.Pool(4) as pool:
+    ...     pool.submit(pow, 2, 10).result()
+    1024
+"""
+
+from ringpool.errors import (
+    BrokenPool,
+    NativeTaskError,
+    PoolClosed,
+    PoolOverloaded,
+    RingpoolError,
+    TaskCancelled,
+    TaskTimeout,
+)
+from ringpool.pool import Future, Pool
+from ringpool.stats import PoolStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Pool",
+    "Future",
+    "PoolStats",
+    "RingpoolError",
+    "PoolClosed",
+    "PoolOverloaded",
+    "BrokenPool",
+    "TaskTimeout",
+    "TaskCancelled",
+    "NativeTaskError",
+    "__version__",
+]

@@ -1,0 +1,64 @@
+# Class layouts of the binding (logic lives in _core.pyx). Public for
+# `cimport`: Cython code can reach a pool's engine through NativePool.pool.
+from libc.stdint cimport int64_t
+from cpython.ref cimport PyObject
+from cpython.pystate cimport PyGILState_STATE, PyThreadState
+from ringpool._rp cimport rp_pool, rp_task, rp_pool_hooks
+
+
+cdef struct worker_state:
+    # Per worker thread, owned by the worker (rp_worker_local).
+    PyGILState_STATE gstate    # from the Ensure that created this thread's state
+    PyThreadState *tstate      # saved while the worker does not hold the GIL
+    int holding                # 1 while this worker holds the GIL
+    PyObject *thread           # owned: the _WorkerThread object
+
+
+cdef class _WorkerCtx:
+    # What worker threads need from Python. Workers hold a reference each and
+    # the engine holds one until it frees the pool, so the user-facing pool can
+    # be garbage-collected while its workers drain.
+    cdef rp_pool *pool            # borrowed: valid while this object is referenced by the engine
+    cdef object prefix            # thread-name prefix: names are f"{prefix}_{index}"
+    cdef object initializer       # called once per worker thread, or None
+    cdef tuple initargs
+    cdef public object broken     # None, or why the pool broke (BrokenPool message)
+    cdef public object name       # the pool's name, for logs and errors
+
+    cdef int worker_started(self, unsigned index, worker_state *ws) except -1
+    cdef void worker_stopped(self, worker_state *ws) noexcept
+    cdef void break_pool(self, str why) noexcept
+
+
+cdef class _PyTask:
+    # One Python task while it is in the engine. The ring owns one reference
+    # (taken before the push, dropped by _py_task_run/_py_task_discard).
+    cdef rp_task hdr              # the engine's header; hdr.data points back here
+    cdef object fn
+    cdef tuple args
+    cdef dict kwargs              # None when the call had no keyword arguments
+    cdef object context           # contextvars.Context copy, or None
+    cdef object future            # the ringpool.Future it completes
+    cdef _WorkerCtx ctx
+
+    cdef bint _try_cancel(self)
+
+
+cdef class NativePool:
+    # Base of ringpool.Pool: the engine handle and the hot submit path.
+    cdef rp_pool *pool            # NULL until _start, and after a fork in the child
+    cdef rp_pool_hooks hooks      # the engine copies it; kept for reference
+    cdef _WorkerCtx ctx
+    cdef int on_full              # ON_FULL_* policy for a full bounded queue
+    cdef double submit_timeout    # < 0: wait for room without a limit
+    cdef size_t queue_size        # 0: unbounded
+    cdef bint propagate_context   # run each task in a copy of the submitter's contextvars
+    cdef bint shutdown_started    # shutdown() has been called
+    cdef bint forked              # this is a child's copy of a parent's pool
+    cdef object __weakref__
+
+    cdef int _raise_closed(self) except -1
+    cdef _PyTask _make_task(self, fn, tuple args, dict kwargs, object fut)
+    cdef object _submit(self, fn, tuple args, dict kwargs, int on_full, double timeout)
+    cdef object _submit_full(self, _PyTask task, fut, int on_full, double timeout)
+    cdef object _run_inline(self, _PyTask task, fut)

@@ -1,0 +1,912 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The binding: the only place where the C engine meets Python.
+
+It owns GIL transitions (workers keep one thread state for life and hold the
+GIL "stickily" across consecutive Python tasks, dropping it when the queue runs
+dry), reference ownership of tasks handed to C, and the mapping of engine
+status codes to exceptions. Every function the engine calls back is noexcept:
+no Python exception ever crosses into C.
+"""
+
+cimport cython
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.pystate cimport PyGILState_STATE, PyThreadState
+from libc.stdlib cimport calloc, free
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memset
+
+from ringpool._rp cimport *
+
+import concurrent.futures as _cf
+import concurrent.futures._base as _cfb
+import contextvars as _contextvars
+import logging as _logging
+import sys as _sys
+import threading as _threading
+import time as _time
+from _thread import RLock as _RLock
+
+from ringpool.errors import BrokenPool, PoolClosed, PoolOverloaded
+
+cdef extern from "Python.h":
+    # Declared nogil: these are the calls that take and drop the GIL.
+    PyThreadState *PyEval_SaveThread() nogil
+    void PyEval_RestoreThread(PyThreadState *) nogil
+    PyGILState_STATE PyGILState_Ensure() nogil
+    void PyGILState_Release(PyGILState_STATE) nogil
+
+cdef extern from "rp_pycompat.h":
+    int rp_py_is_finalizing() nogil
+
+LOGGER = _logging.getLogger("ringpool")
+
+# Future states: the very strings concurrent.futures uses, so its wait(),
+# as_completed() and asyncio.wrap_future() read our futures unchanged.
+cdef object PENDING = _cfb.PENDING
+cdef object RUNNING = _cfb.RUNNING
+cdef object CANCELLED = _cfb.CANCELLED
+cdef object CANCELLED_AND_NOTIFIED = _cfb.CANCELLED_AND_NOTIFIED
+cdef object FINISHED = _cfb.FINISHED
+cdef object _copy_context = _contextvars.copy_context
+cdef object _InvalidStateError = _cfb.InvalidStateError
+cdef object _CancelledError = _cfb.CancelledError
+cdef object _TimeoutError = _cfb.TimeoutError
+
+ON_FULL_BLOCK = 0
+ON_FULL_RAISE = 1
+ON_FULL_CALLER_RUNS = 2
+
+SHUTDOWN_MSG = "cannot schedule new futures after shutdown"
+
+
+# --------------------------------------------------------------------------
+# Future
+# --------------------------------------------------------------------------
+
+class Future(_cf.Future):
+    """A ``concurrent.futures.Future`` that is cheaper to create and complete.
+
+    The condition variable, waiter list and callback list that the stdlib
+    builds for every future are created here only when someone waits, uses
+    ``concurrent.futures.wait``/``as_completed``, or adds a callback. All state
+    changes happen under one per-future re-entrant lock, which the lazily
+    built ``_condition`` wraps, so stdlib helpers that take
+    ``future._condition`` see a consistent future.
+    """
+
+    # Defaults live on the class: an instance stores only what differs.
+    _state = PENDING
+    _result = None
+    _exception = None
+    _cond = None
+    _waiters_list = None
+    _callbacks = None
+    _task = None          # the engine task while queued, for cancel()
+
+    def __init__(self):
+        self._lock = _RLock()
+
+    # -- lazily built stdlib internals ------------------------------------
+    @property
+    def _condition(self):
+        cond = self._cond
+        if cond is None:
+            with self._lock:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = _threading.Condition(self._lock)
+        return cond
+
+    @property
+    def _waiters(self):
+        waiters = self._waiters_list
+        if waiters is None:
+            with self._lock:
+                waiters = self._waiters_list
+                if waiters is None:
+                    waiters = self._waiters_list = []
+        return waiters
+
+    @property
+    def _done_callbacks(self):
+        cbs = self._callbacks
+        if cbs is None:
+            with self._lock:
+                cbs = self._callbacks
+                if cbs is None:
+                    cbs = self._callbacks = []
+        return cbs
+
+    def __repr__(self):
+        with self._lock:
+            state = self._state
+            if state == FINISHED:
+                if self._exception is not None:
+                    return '<%s at %#x state=%s raised %s>' % (
+                        type(self).__name__, id(self), _cfb._STATE_TO_DESCRIPTION_MAP[state],
+                        type(self._exception).__name__)
+                return '<%s at %#x state=%s returned %s>' % (
+                    type(self).__name__, id(self), _cfb._STATE_TO_DESCRIPTION_MAP[state],
+                    type(self._result).__name__)
+            return '<%s at %#x state=%s>' % (
+                type(self).__name__, id(self), _cfb._STATE_TO_DESCRIPTION_MAP[state])
+
+    # -- queries ----------------------------------------------------------
+    def cancelled(self):
+        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
+
+    def running(self):
+        return self._state == RUNNING
+
+    def done(self):
+        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
+
+    def _get_result(self):
+        if self._exception is not None:
+            try:
+                raise self._exception
+            finally:
+                # Break the cycle exception -> traceback -> frame -> self.
+                self = None
+        return self._result
+
+    def result(self, timeout=None):
+        state = self._state
+        if state == FINISHED:  # no lock: FINISHED is terminal
+            return self._get_result()
+        if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
+            raise _CancelledError()
+        cond = self._condition
+        with cond:
+            state = self._state
+            if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
+                raise _CancelledError()
+            if state != FINISHED:
+                cond.wait(timeout)  # releases the GIL while it waits
+                state = self._state
+                if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
+                    raise _CancelledError()
+                if state != FINISHED:
+                    raise _TimeoutError()
+        return self._get_result()
+
+    def exception(self, timeout=None):
+        state = self._state
+        if state == FINISHED:
+            return self._exception
+        if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
+            raise _CancelledError()
+        cond = self._condition
+        with cond:
+            state = self._state
+            if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
+                raise _CancelledError()
+            if state != FINISHED:
+                cond.wait(timeout)
+                state = self._state
+                if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
+                    raise _CancelledError()
+                if state != FINISHED:
+                    raise _TimeoutError()
+            return self._exception
+
+    # -- transitions --------------------------------------------------------
+    def cancel(self):
+        """Cancel the task if it has not started; ``False`` once it runs.
+
+        A queued task is cancelled in O(1): the engine flips its state and the
+        worker that later pops it drops it without calling it.
+        """
+        with self._lock:
+            state = self._state
+            if state == RUNNING or state == FINISHED:
+                return False
+            if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
+                return True
+            task = self._task
+            if task is not None and not (<_PyTask>task)._try_cancel():
+                return False  # a worker has just taken it: it is running
+            self._state = CANCELLED
+            self._notify_locked()
+        self._invoke_callbacks()
+        return True
+
+    def set_running_or_notify_cancel(self):
+        with self._lock:
+            state = self._state
+            if state == CANCELLED:
+                self._state = CANCELLED_AND_NOTIFIED
+                if self._waiters_list:
+                    for waiter in self._waiters_list:
+                        waiter.add_cancelled(self)
+                return False
+            if state == PENDING:
+                self._state = RUNNING
+                return True
+            LOGGER.critical('Future %s in unexpected state: %s', id(self), state)
+            raise RuntimeError('Future in unexpected state')
+
+    def set_result(self, result):
+        self._finish(result, None)
+
+    def set_exception(self, exception):
+        self._finish(None, exception)
+
+    def _finish(self, result, exception):
+        with self._lock:
+            state = self._state
+            if state == CANCELLED or state == CANCELLED_AND_NOTIFIED or state == FINISHED:
+                raise _InvalidStateError('{}: {!r}'.format(state, self))
+            self._result = result
+            self._exception = exception
+            self._state = FINISHED
+            self._task = None
+            if self._waiters_list:
+                if exception is None:
+                    for waiter in self._waiters_list:
+                        waiter.add_result(self)
+                else:
+                    for waiter in self._waiters_list:
+                        waiter.add_exception(self)
+            if self._cond is not None:
+                self._cond.notify_all()
+        if self._callbacks:
+            self._invoke_callbacks()
+
+    def _notify_locked(self):
+        self._task = None
+        if self._cond is not None:
+            self._cond.notify_all()
+
+    def add_done_callback(self, fn):
+        with self._lock:
+            state = self._state
+            if state != CANCELLED and state != CANCELLED_AND_NOTIFIED and state != FINISHED:
+                self._done_callbacks.append(fn)
+                return
+        try:
+            fn(self)
+        except Exception:
+            LOGGER.exception('exception calling callback for %r', self)
+
+    def _invoke_callbacks(self):
+        with self._lock:
+            callbacks = self._callbacks
+            self._callbacks = None
+        if callbacks:
+            for callback in callbacks:
+                try:
+                    callback(self)
+                except Exception:
+                    # Logged, never lost, never fatal to the worker.
+                    LOGGER.exception('exception calling callback for %r', self)
+
+
+# --------------------------------------------------------------------------
+# Worker threads as Python sees them
+# --------------------------------------------------------------------------
+
+class _WorkerThread(_threading._DummyThread):
+    """What ``threading.current_thread()`` returns on a ringpool worker.
+
+    Registered in ``threading._active`` like any foreign thread, but named
+    after the pool instead of ``Dummy-N``; unregistered when the worker exits.
+    """
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def __repr__(self):
+        return "<ringpool worker %r ident=%s>" % (self.name, self.ident)
+
+
+# Live worker threads across all pools, so the exit hook can wait for
+# workers of pools that were dropped without shutdown(): no native worker may
+# still run Python once the interpreter finalizes.
+_live_cond = _threading.Condition(_threading.Lock())
+_live_workers = 0
+
+
+def live_workers():
+    """Number of ringpool worker threads alive in this process (all pools)."""
+    return _live_workers
+
+
+def wait_for_workers(timeout=None):
+    """Block (GIL released) until no ringpool worker thread is alive."""
+    with _live_cond:
+        return _live_cond.wait_for(lambda: _live_workers == 0, timeout)
+
+
+def _after_fork_child():
+    """Reset module state in a forked child: the parent's workers do not exist."""
+    global _live_cond, _live_workers
+    _live_cond = _threading.Condition(_threading.Lock())
+    _live_workers = 0
+
+
+@cython.final
+cdef class _WorkerCtx:
+
+    def __cinit__(self):
+        self.pool = NULL
+        self.initargs = ()
+
+    cdef int worker_started(self, unsigned index, worker_state *ws) except -1:
+        global _live_workers
+        thread = _WorkerThread("%s_%d" % (self.prefix, index))
+        Py_INCREF(thread)
+        ws.thread = <PyObject*>thread
+        with _live_cond:
+            _live_workers += 1
+        if self.initializer is not None:
+            try:
+                self.initializer(*self.initargs)
+            except BaseException:
+                LOGGER.critical("Exception in initializer:", exc_info=True,
+                                extra={"pool": self.name, "worker": thread.name})
+                self.worker_stopped(ws)
+                self.break_pool("A thread initializer failed, the pool is not usable anymore")
+                return -1
+        LOGGER.debug("worker %s started", thread.name, extra={"pool": self.name, "worker": thread.name})
+        return 0
+
+    cdef void worker_stopped(self, worker_state *ws) noexcept:
+        global _live_workers
+        cdef object thread
+        if ws.thread != NULL:
+            thread = <object>ws.thread
+            Py_DECREF(thread)
+            ws.thread = NULL
+            try:
+                LOGGER.debug("worker %s exits", thread.name, extra={"pool": self.name, "worker": thread.name})
+                with _threading._active_limbo_lock:
+                    if _threading._active.get(thread.ident) is thread:
+                        del _threading._active[thread.ident]
+            except BaseException:
+                _unraisable("ringpool worker exit")
+        with _live_cond:
+            _live_workers -= 1
+            _live_cond.notify_all()
+
+    cdef void break_pool(self, str why) noexcept:
+        if self.broken is None:
+            self.broken = why
+        if self.pool != NULL:
+            with nogil:
+                rp_pool_shutdown(self.pool, RP_SHUTDOWN_DISCARD)
+
+
+cdef extern from "Python.h":
+    void PyErr_SetObject(object type, object value)
+    void PyErr_WriteUnraisable(object obj)
+
+
+cdef void _unraisable(str where) noexcept:
+    """Send the exception being handled to sys.unraisablehook. Call it from an
+    except block: errors in callbacks must never reach C, nor vanish."""
+    exc = _sys.exc_info()[1]
+    if exc is None:
+        return
+    PyErr_SetObject(type(exc), exc)
+    PyErr_WriteUnraisable(where)
+
+
+cdef int _hook_worker_start(void *ctx, rp_worker *w, void **local) noexcept nogil:
+    if rp_py_is_finalizing():
+        return -1  # never touch a finalizing interpreter
+    cdef worker_state *ws = <worker_state*>calloc(1, sizeof(worker_state))
+    if ws == NULL:
+        return -1
+    # Creates this thread's one Python thread state and takes the GIL.
+    ws.gstate = PyGILState_Ensure()
+    if _worker_start_gil(ctx, rp_worker_index(w), ws) != 0:
+        PyGILState_Release(ws.gstate)  # deletes the thread state
+        free(ws)
+        return -1
+    ws.holding = 1  # keep the GIL for the first task (sticky; see _hook_worker_idle)
+    local[0] = ws
+    return 0
+
+
+cdef int _worker_start_gil(void *ctx, unsigned index, worker_state *ws) noexcept with gil:
+    cdef _WorkerCtx c = <_WorkerCtx>ctx
+    try:
+        Py_INCREF(c)  # the worker's reference, dropped in _hook_worker_stop
+        if c.worker_started(index, ws) != 0:
+            Py_DECREF(c)
+            return -1
+        return 0
+    except BaseException:
+        Py_DECREF(c)
+        _unraisable("ringpool worker start")
+        return -1
+
+
+cdef void _hook_worker_idle(void *ctx, rp_worker *w) noexcept nogil:
+    # The queue ran dry: stop holding the GIL (the thread state stays).
+    cdef worker_state *ws = <worker_state*>rp_worker_local(w)
+    if ws.holding:
+        ws.tstate = PyEval_SaveThread()
+        ws.holding = 0
+
+
+cdef void _hook_worker_stop(void *ctx, rp_worker *w) noexcept nogil:
+    cdef worker_state *ws = <worker_state*>rp_worker_local(w)
+    if not ws.holding:
+        if rp_py_is_finalizing():
+            free(ws)  # leak the thread state rather than touch a dying interpreter
+            return
+        PyEval_RestoreThread(ws.tstate)
+        ws.holding = 1
+    _worker_stop_gil(ctx, ws)
+    PyGILState_Release(ws.gstate)  # deletes the thread state, releases the GIL
+    free(ws)
+
+
+cdef void _worker_stop_gil(void *ctx, worker_state *ws) noexcept with gil:
+    cdef _WorkerCtx c = <_WorkerCtx>ctx
+    c.worker_stopped(ws)
+    Py_DECREF(c)
+
+
+cdef void _hook_pool_free(void *ctx) noexcept nogil:
+    if rp_py_is_finalizing():
+        return
+    _pool_free_gil(ctx)
+
+
+cdef void _pool_free_gil(void *ctx) noexcept with gil:
+    cdef _WorkerCtx c = <_WorkerCtx>ctx
+    c.pool = NULL
+    Py_DECREF(c)  # the engine's reference, taken in NativePool._start
+
+
+cdef rp_pool_hooks PY_HOOKS
+PY_HOOKS.worker_start = _hook_worker_start
+PY_HOOKS.worker_idle = _hook_worker_idle
+PY_HOOKS.worker_stop = _hook_worker_stop
+PY_HOOKS.pool_free = _hook_pool_free
+
+
+# --------------------------------------------------------------------------
+# Python tasks
+# --------------------------------------------------------------------------
+
+cdef object _note_worker(BaseException exc):
+    """Add a note naming the worker thread to a task's exception."""
+    try:
+        note = "[ringpool] raised in worker thread %r" % (_threading.current_thread().name,)
+        notes = getattr(exc, "__notes__", None)
+        if notes is not None and note in notes:
+            return
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        else:  # Python 3.10: no add_note, keep the data anyway
+            exc.__notes__ = list(notes or ()) + [note]
+    except BaseException:
+        pass
+
+
+@cython.final
+@cython.freelist(256)
+cdef class _PyTask:
+
+    cdef bint _try_cancel(self):
+        return rp_task_cancel(&self.hdr) != 0
+
+
+cdef int _py_task_run(rp_task *t, rp_worker *w) noexcept nogil:
+    cdef worker_state *ws = <worker_state*>rp_worker_local(w)
+    if not ws.holding:
+        PyEval_RestoreThread(ws.tstate)
+        ws.holding = 1
+    return _py_task_run_gil(<PyObject*>t.data)
+
+
+cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
+    cdef _PyTask task = <_PyTask>tp
+    Py_DECREF(task)  # the ring's reference (taken in _submit); `task` holds its own
+    fut = task.future
+    fn = task.fn
+    args = task.args
+    kwargs = task.kwargs
+    ctx = task.context
+    task.future = task.fn = task.args = task.kwargs = task.context = None
+    fut._state = RUNNING  # the engine's CAS made us the only possible writer
+    try:
+        if ctx is None:
+            if kwargs is None:
+                result = fn(*args)
+            else:
+                result = fn(*args, **kwargs)
+        elif kwargs is None:
+            result = ctx.run(fn, *args)
+        else:
+            result = ctx.run(fn, *args, **kwargs)
+    except BaseException as exc:
+        _note_worker(exc)
+        try:
+            fut._finish(None, exc)
+        except BaseException:
+            _unraisable("ringpool: completing a future")
+        return RP_OUTCOME_FAILED
+    try:
+        fut._finish(result, None)
+    except BaseException:
+        _unraisable("ringpool: completing a future")
+    return RP_OUTCOME_COMPLETED
+
+
+cdef void _py_task_discard(rp_task *t, int reason) noexcept with gil:
+    cdef _PyTask task = <_PyTask><PyObject*>t.data
+    Py_DECREF(task)  # the ring's reference
+    fut = task.future
+    broken = task.ctx.broken if task.ctx is not None else None
+    task.future = task.fn = task.args = task.kwargs = task.context = None
+    try:
+        if reason == RP_DISCARD_SHUTDOWN and broken is not None:
+            fut._finish(None, BrokenPool(broken))
+            return
+        if reason == RP_DISCARD_SHUTDOWN:
+            with fut._lock:
+                if fut._state == PENDING:
+                    fut._state = CANCELLED
+                    fut._notify_locked()
+            fut._invoke_callbacks()
+        # Tell concurrent.futures.wait()/as_completed() waiters, as a
+        # ThreadPoolExecutor worker does when it reaches a cancelled item.
+        fut.set_running_or_notify_cancel()
+    except BaseException:
+        _unraisable("ringpool: cancelling a future")
+
+
+cdef rp_task_ops PY_TASK_OPS
+PY_TASK_OPS.run = _py_task_run
+PY_TASK_OPS.discard = _py_task_discard
+
+
+# --------------------------------------------------------------------------
+# map() chunks: one task evaluates many items, with no Future per item
+# --------------------------------------------------------------------------
+
+def _map_chunk(fn, list items, bint star):
+    """Evaluate fn over items in order. Returns (results, exception, elapsed_ns);
+    stops at the first exception, as the iteration that would raise it ends
+    the map anyway."""
+    cdef list out = []
+    cdef int64_t t0 = rp_now_ns()
+    try:
+        if star:
+            for args in items:
+                out.append(fn(*args))
+        else:
+            for x in items:
+                out.append(fn(x))
+    except BaseException as exc:
+        _note_worker(exc)
+        return out, exc, rp_now_ns() - t0
+    return out, None, rp_now_ns() - t0
+
+
+# --------------------------------------------------------------------------
+# The pool
+# --------------------------------------------------------------------------
+
+cdef int _check(int rc) except -1:
+    if rc == RP_OK:
+        return 0
+    if rc == RP_ENOMEM:
+        raise MemoryError()
+    if rc == RP_EINVAL:
+        raise ValueError("invalid argument")
+    if rc == RP_ETHREAD:
+        raise RuntimeError("can't start new thread")
+    if rc == RP_ESHUTDOWN:
+        raise PoolClosed(SHUTDOWN_MSG)
+    raise RuntimeError(rp_strerror(rc).decode())
+
+
+cdef class NativePool:
+    """The engine handle and the hot path of ``ringpool.Pool``.
+
+    Not for direct use: ``ringpool.Pool`` validates arguments and calls
+    ``_start``. Subclassed together with ``concurrent.futures.Executor``.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self.pool = NULL
+        self.on_full = ON_FULL_BLOCK
+        self.submit_timeout = -1.0
+        self.propagate_context = True
+
+    def _start(self, *, unsigned min_workers, unsigned max_workers, size_t queue_size,
+               int on_full, double submit_timeout, double keep_alive, str prefix,
+               str name, initializer, tuple initargs, bint propagate_context,
+               size_t stack_size=0, unsigned spin_iters=1000):
+        if self.pool != NULL:
+            raise RuntimeError("pool already started")
+        cdef rp_pool_config cfg
+        rp_pool_config_init(&cfg)
+        cfg.min_workers = min_workers
+        cfg.max_workers = max_workers
+        cfg.queue_capacity = queue_size
+        cfg.keep_alive_ns = <int64_t>(keep_alive * 1e9) if keep_alive >= 0 else -1
+        cfg.stack_size = stack_size
+        cfg.spin_iters = spin_iters
+        bname = name.encode("utf-8", "replace")[:15]
+        cfg.name = bname
+        self.hooks = PY_HOOKS
+        cfg.hooks = &self.hooks
+        ctx = _WorkerCtx()
+        ctx.prefix = prefix
+        ctx.name = name
+        ctx.initializer = initializer
+        ctx.initargs = initargs
+        cfg.hooks_ctx = <void*>ctx
+        self.ctx = ctx
+        self.queue_size = queue_size
+        self.on_full = on_full
+        self.submit_timeout = submit_timeout
+        self.propagate_context = propagate_context
+        Py_INCREF(ctx)  # the engine's reference, dropped by _hook_pool_free
+        cdef rp_pool *p = NULL
+        cdef int rc
+        with nogil:
+            rc = rp_pool_create(&cfg, &p)
+        if rc != RP_OK:
+            Py_DECREF(ctx)
+            _check(rc)
+        ctx.pool = p
+        self.pool = p
+
+    def __dealloc__(self):
+        cdef rp_pool *p = self.pool
+        if p == NULL:
+            return
+        self.pool = NULL
+        if _exiting and rp_worker_current() == NULL:
+            # After the exit hook ran nothing else will wait for these
+            # workers: drain and join now, before finalization.
+            with nogil:
+                rp_pool_shutdown(p, RP_SHUTDOWN_DRAIN)
+                rp_pool_join(p, -1)
+        rp_pool_release(p)  # drains in the background; frees when the last worker leaves
+
+    cdef int _raise_closed(self) except -1:
+        if self.ctx is not None and self.ctx.broken is not None:
+            raise BrokenPool(self.ctx.broken)
+        if self.forked:
+            raise BrokenPool("this pool was inherited across fork(); create a new pool in the child")
+        if self.pool == NULL and not self.shutdown_started:
+            raise RuntimeError("pool is not initialised: call Pool.__init__")
+        raise PoolClosed(SHUTDOWN_MSG)
+
+    cdef _PyTask _make_task(self, fn, tuple args, dict kwargs, object fut):
+        cdef _PyTask task = _PyTask.__new__(_PyTask)
+        task.fn = fn
+        task.args = args
+        task.kwargs = kwargs if kwargs else None
+        task.context = _copy_context() if self.propagate_context else None
+        task.future = fut
+        task.ctx = self.ctx
+        task.hdr.ops = &PY_TASK_OPS
+        task.hdr.data = <void*>task
+        return task
+
+    cdef object _submit(self, fn, tuple args, dict kwargs, int on_full, double timeout):
+        if self.pool == NULL or self.shutdown_started:
+            self._raise_closed()
+        if not callable(fn):
+            raise TypeError("fn must be callable, not %s" % type(fn).__name__)
+        fut = Future()
+        cdef _PyTask task = self._make_task(fn, args, kwargs, fut)
+        fut._task = task
+        Py_INCREF(task)  # owned by the ring until run or discard
+        cdef int rc = rp_pool_submit(self.pool, &task.hdr)
+        if rc == RP_OK:
+            return fut
+        if rc == RP_EFULL:
+            return self._submit_full(task, fut, on_full, timeout)
+        Py_DECREF(task)
+        fut._task = None
+        if rc == RP_ESHUTDOWN:
+            self._raise_closed()
+        _check(rc)
+
+    cdef object _submit_full(self, _PyTask task, fut, int on_full, double timeout):
+        """The bounded queue is full: apply the overload policy."""
+        cdef int rc
+        cdef int64_t deadline = -1
+        cdef int64_t t0 = rp_now_ns()
+        cdef rp_worker *me = rp_worker_current()
+        # A task of this very pool that would block on its own full queue
+        # could wait for itself: it runs the new task inline instead.
+        if on_full == ON_FULL_BLOCK and me != NULL and rp_worker_pool(me) == self.pool:
+            on_full = ON_FULL_CALLER_RUNS
+        if on_full == ON_FULL_BLOCK:
+            if timeout >= 0:
+                deadline = t0 + <int64_t>(timeout * 1e9)
+            with nogil:
+                rc = rp_pool_submit_wait(self.pool, &task.hdr, deadline)
+            if rc == RP_OK:
+                return fut
+        else:
+            rc = RP_EFULL
+        Py_DECREF(task)  # the engine never took it
+        fut._task = None
+        if rc == RP_ESHUTDOWN:
+            self._raise_closed()
+        if on_full == ON_FULL_CALLER_RUNS:
+            return self._run_inline(task, fut)
+        if rc == RP_EFULL or rc == RP_ETIMEDOUT:
+            raise PoolOverloaded(self.ctx.name, self.queue_size, (rp_now_ns() - t0) / 1e9)
+        _check(rc)
+
+    cdef object _run_inline(self, _PyTask task, fut):
+        """Java's CallerRunsPolicy: run in the submitting thread."""
+        fn, args, kwargs, ctx = task.fn, task.args, task.kwargs, task.context
+        task.future = task.fn = task.args = task.kwargs = task.context = None
+        fut._state = RUNNING
+        try:
+            if kwargs is None:
+                kwargs = {}
+            result = ctx.run(fn, *args, **kwargs) if ctx is not None else fn(*args, **kwargs)
+        except BaseException as exc:
+            fut._finish(None, exc)
+        else:
+            fut._finish(result, None)
+        return fut
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Schedule ``fn(*args, **kwargs)``; return a ``Future`` for its result.
+
+        With a bounded queue that is full, the pool's ``on_full`` policy
+        applies. Raises ``PoolClosed`` after shutdown, ``BrokenPool`` once the
+        pool is broken, ``TypeError`` if fn is not callable.
+        """
+        return self._submit(fn, args, kwargs, self.on_full, self.submit_timeout)
+
+    def try_submit(self, fn, /, *args, **kwargs):
+        """Like submit(), but never waits: ``PoolOverloaded`` at once if the
+        bounded queue is full, whatever the pool's policy."""
+        return self._submit(fn, args, kwargs, ON_FULL_RAISE, -1.0)
+
+    def _schedule(self, fn, tuple args, dict kwargs, int on_full, double submit_timeout):
+        return self._submit(fn, args, kwargs, on_full, submit_timeout)
+
+    # -- lifecycle ------------------------------------------------------------
+    def _shutdown_native(self, bint discard):
+        """Close the pool; with discard, cancel every queued task now."""
+        self.shutdown_started = True
+        if self.pool == NULL:
+            return
+        cdef rp_shutdown_mode mode = RP_SHUTDOWN_DISCARD if discard else RP_SHUTDOWN_DRAIN
+        with nogil:
+            rp_pool_shutdown(self.pool, mode)
+
+    def _join_native(self, timeout=None):
+        """Wait (GIL released) for every worker to exit. Returns True when
+        they have, False on timeout or when called from one of the pool's own
+        workers (which cannot wait for itself)."""
+        if self.pool == NULL:
+            return True
+        cdef int64_t deadline = -1
+        if timeout is not None:
+            deadline = rp_now_ns() + <int64_t>(max(float(timeout), 0.0) * 1e9)
+        cdef int rc
+        with nogil:
+            rc = rp_pool_join(self.pool, deadline)
+        if rc == RP_OK:
+            return True
+        if rc == RP_ETIMEDOUT or rc == RP_EDEADLK:
+            return False
+        _check(rc)
+
+    def _in_own_worker(self):
+        cdef rp_worker *me = rp_worker_current()
+        return me != NULL and self.pool != NULL and rp_worker_pool(me) == self.pool
+
+    def _resize_native(self, unsigned min_workers, unsigned max_workers):
+        if self.pool == NULL:
+            self._raise_closed()
+        _check(rp_pool_resize(self.pool, min_workers, max_workers))
+
+    def _after_fork_in_child(self):
+        # The engine's threads do not exist in the child and its mutexes may
+        # be held by them: never touch it again (its memory is leaked).
+        self.pool = NULL
+        self.forked = True
+        if self.ctx is not None:
+            self.ctx.pool = NULL
+
+    def _stats_native(self):
+        """A dict of the engine's counters and gauges (merged on read)."""
+        cdef rp_pool_stats s
+        if self.pool == NULL:
+            memset(&s, 0, sizeof(s))
+            s.closed = 1
+        else:
+            rp_pool_stats_get(self.pool, &s)
+        return {
+            "submitted": s.submitted, "completed": s.completed, "failed": s.failed,
+            "cancelled": s.cancelled, "rejected": s.rejected, "queued": s.queued,
+            "running": s.running, "live_workers": s.live_workers,
+            "idle_workers": s.idle_workers, "peak_workers": s.peak_workers,
+            "min_workers": s.min_workers, "max_workers": s.max_workers,
+            "queue_capacity": s.queue_capacity, "blocked_submitters": s.blocked_submitters,
+            "blocked_seconds_total": s.blocked_ns_total / 1e9,
+            "blocked_seconds_max": s.blocked_ns_max / 1e9, "closed": bool(s.closed),
+        }
+
+    def _on_full_code(self):
+        return self.on_full
+
+    def _shutdown_started(self):
+        return self.shutdown_started
+
+    @property
+    def _broken(self):
+        return self.ctx.broken if self.ctx is not None else None
+
+
+# Set by the exit hook (pool.py) once pools have been shut down for exit.
+_exiting = False
+
+
+def _set_exiting(bint value):
+    global _exiting
+    _exiting = value
+
+
+cdef extern from *:
+    """
+    #include <stdatomic.h>
+    #ifndef RP_CYTHON_VERSION
+    #define RP_CYTHON_VERSION "unknown"
+    #endif
+    #ifndef RP_BUILD_TYPE
+    #define RP_BUILD_TYPE "unknown"
+    #endif
+    #ifndef RP_SANITIZE
+    #define RP_SANITIZE ""
+    #endif
+    #if defined(__clang__)
+    #define RP_COMPILER "clang " __clang_version__
+    #elif defined(__GNUC__)
+    #define RP_COMPILER "gcc " __VERSION__
+    #elif defined(_MSC_VER)
+    #define RP_COMPILER "msvc"
+    #else
+    #define RP_COMPILER "unknown"
+    #endif
+    #ifdef NDEBUG
+    #define RP_ASSERTS 0
+    #else
+    #define RP_ASSERTS 1
+    #endif
+    static const int rp_lockfree_ptr = ATOMIC_POINTER_LOCK_FREE;
+    static const int rp_lockfree_llong = ATOMIC_LLONG_LOCK_FREE;
+    """
+    const char *RP_CYTHON_VERSION
+    const char *RP_BUILD_TYPE
+    const char *RP_SANITIZE
+    const char *RP_COMPILER
+    int RP_ASSERTS
+    const int rp_lockfree_ptr
+    const int rp_lockfree_llong
+
+
+def build_info():
+    """How this extension was built (for ``python -m ringpool info``)."""
+    return {
+        "compiler": RP_COMPILER.decode(),
+        "cython_version": RP_CYTHON_VERSION.decode(),
+        "build_type": RP_BUILD_TYPE.decode(),
+        "sanitizer": RP_SANITIZE.decode() or None,
+        "c_asserts": bool(RP_ASSERTS),
+        # 2 = always lock-free (C11 ATOMIC_*_LOCK_FREE)
+        "atomics_lock_free": rp_lockfree_ptr == 2 and rp_lockfree_llong == 2,
+        "cpu_count": rp_cpu_count(),
+    }

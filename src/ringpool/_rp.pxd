@@ -1,0 +1,105 @@
+# Declarations only: a mirror of the C engine's headers (csrc/rp_*.h).
+# Keep in sync with the headers; logic lives in _core.pyx.
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from "rp_status.h" nogil:
+    enum:
+        RP_OK
+        RP_EFULL
+        RP_EEMPTY
+        RP_ESHUTDOWN
+        RP_ENOMEM
+        RP_EINVAL
+        RP_ETHREAD
+        RP_ETIMEDOUT
+        RP_EDEADLK
+    const char *rp_strerror(int status)
+
+cdef extern from "rp_sys.h" nogil:
+    int64_t rp_now_ns()
+    unsigned rp_cpu_count()
+
+cdef extern from "rp_pool.h" nogil:
+    ctypedef struct rp_pool:
+        pass
+    ctypedef struct rp_worker:
+        pass
+    ctypedef struct rp_task
+
+    enum:
+        RP_OUTCOME_COMPLETED
+        RP_OUTCOME_FAILED
+        RP_OUTCOME_CANCELLED
+    enum:
+        RP_DISCARD_CANCELLED
+        RP_DISCARD_SHUTDOWN
+    enum:
+        RP_TASK_QUEUED
+        RP_TASK_RUNNING
+        RP_TASK_CANCELLED
+
+    ctypedef struct rp_task_ops:
+        int (*run)(rp_task *task, rp_worker *worker) noexcept nogil
+        void (*discard)(rp_task *task, int reason) noexcept nogil
+
+    ctypedef struct rp_task:
+        const rp_task_ops *ops
+        void *data
+        int state
+        int64_t submit_ns
+
+    ctypedef struct rp_pool_hooks:
+        int (*worker_start)(void *ctx, rp_worker *w, void **local) noexcept nogil
+        void (*worker_idle)(void *ctx, rp_worker *w) noexcept nogil
+        void (*worker_stop)(void *ctx, rp_worker *w) noexcept nogil
+        void (*pool_free)(void *ctx) noexcept nogil
+
+    ctypedef struct rp_pool_config:
+        unsigned min_workers
+        unsigned max_workers
+        size_t queue_capacity
+        size_t ring_capacity
+        int64_t keep_alive_ns
+        unsigned spin_iters
+        size_t stack_size
+        const char *name
+        const rp_pool_hooks *hooks
+        void *hooks_ctx
+
+    ctypedef enum rp_shutdown_mode:
+        RP_SHUTDOWN_DRAIN
+        RP_SHUTDOWN_DISCARD
+
+    ctypedef struct rp_pool_stats:
+        uint64_t submitted
+        uint64_t completed
+        uint64_t failed
+        uint64_t cancelled
+        uint64_t rejected
+        uint64_t queued
+        uint64_t running
+        unsigned live_workers
+        unsigned idle_workers
+        unsigned peak_workers
+        unsigned min_workers
+        unsigned max_workers
+        size_t queue_capacity
+        unsigned blocked_submitters
+        uint64_t blocked_ns_total
+        uint64_t blocked_ns_max
+        int closed
+
+    void rp_pool_config_init(rp_pool_config *cfg)
+    int rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
+    int rp_pool_submit(rp_pool *p, rp_task *t)
+    int rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns)
+    int rp_pool_shutdown(rp_pool *p, rp_shutdown_mode mode)
+    int rp_pool_join(rp_pool *p, int64_t deadline_ns)
+    int rp_pool_resize(rp_pool *p, unsigned min_workers, unsigned max_workers)
+    void rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
+    void rp_pool_release(rp_pool *p)
+    int rp_task_cancel(rp_task *t)
+    unsigned rp_worker_index(const rp_worker *w)
+    void *rp_worker_local(const rp_worker *w)
+    rp_pool *rp_worker_pool(const rp_worker *w)
+    rp_worker *rp_worker_current()

@@ -1,0 +1,379 @@
+"""``ringpool.Pool``: a ``concurrent.futures.Executor`` on the native engine.
+
+The hot path (``submit``) lives in the compiled base class
+``_core.NativePool``; this module holds what is not hot: argument
+validation, ``map``, ``shutdown``, statistics, and the process-wide hooks
+(interpreter exit, ``fork``).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import itertools
+import os
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterable, Iterator
+
+from ringpool import _core
+from ringpool._core import Future
+from ringpool.errors import PoolClosed
+from ringpool.stats import PoolStats
+
+__all__ = ["Pool", "Future"]
+
+_ON_FULL = {
+    "block": _core.ON_FULL_BLOCK,
+    "raise": _core.ON_FULL_RAISE,
+    "caller_runs": _core.ON_FULL_CALLER_RUNS,
+}
+
+# Every pool alive in this process, for the exit and fork hooks.
+_pools: "weakref.WeakSet[Pool]" = weakref.WeakSet()
+_pool_counter = itertools.count()
+
+# map(): aim for chunks that run about this long, so per-chunk costs (one
+# future, one queue slot, one wake-up) stay a small fraction of the work.
+_MAP_TARGET_CHUNK_NS = 200_000
+_MAP_MAX_CHUNK = 8192
+
+
+def _default_max_workers() -> int:
+    # The same default as ThreadPoolExecutor (Python 3.8+).
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be {'greater than 0' if minimum == 1 else f'>= {minimum}'}")
+    return value
+
+
+def _check_seconds(name: str, value: Any, allow_none: bool = True) -> float | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise TypeError(f"{name} must be a number of seconds, not None")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if value != value or value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+class Pool(_core.NativePool, concurrent.futures.Executor):
+    """A drop-in ``concurrent.futures.Executor`` whose dispatch is native.
+
+    ``Pool(max_workers=None, *, thread_name_prefix="", initializer=None,
+    initargs=())`` behaves like ``ThreadPoolExecutor``; the other keyword
+    arguments add what production pools need:
+
+    - ``workers``: another name for ``max_workers``;
+    - ``min_workers``: workers started up front and kept when idle;
+    - ``keep_alive``: idle seconds before a worker above ``min_workers`` exits;
+    - ``queue_size``: ``None`` (unbounded, like ThreadPoolExecutor) or the exact
+      number of accepted-but-not-started tasks the pool holds;
+    - ``on_full``: when a bounded queue is full, ``"block"`` (wait, GIL
+      released, up to ``submit_timeout`` seconds), ``"raise"``
+      (``PoolOverloaded`` at once) or ``"caller_runs"`` (run in the caller);
+    - ``propagate_context``: run each task in a copy of the submitter's
+      ``contextvars`` (default ``True``);
+    - ``name``: used in thread names, logs and errors.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple = (),
+        *,
+        workers: int | None = None,
+        min_workers: int = 0,
+        queue_size: int | None = None,
+        on_full: str = "block",
+        submit_timeout: float | None = None,
+        keep_alive: float | None = 60.0,
+        propagate_context: bool = True,
+        name: str | None = None,
+    ) -> None:
+        if workers is not None:
+            if max_workers is not None:
+                raise TypeError("give max_workers or workers, not both")
+            max_workers = workers
+        if max_workers is None:
+            max_workers = _default_max_workers()
+        elif isinstance(max_workers, bool) or not isinstance(max_workers, int):
+            raise TypeError(f"max_workers must be an int, not {type(max_workers).__name__}")
+        elif max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        _check_int("min_workers", min_workers, 0)
+        if min_workers > max_workers:
+            raise ValueError(f"min_workers ({min_workers}) must be <= max_workers ({max_workers})")
+        if queue_size is not None:
+            _check_int("queue_size", queue_size, 1)
+        if on_full not in _ON_FULL:
+            raise ValueError(f"on_full must be one of {sorted(_ON_FULL)}, got {on_full!r}")
+        submit_timeout = _check_seconds("submit_timeout", submit_timeout)
+        keep_alive = _check_seconds("keep_alive", keep_alive)
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be callable")
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError("thread_name_prefix must be a str")
+        if name is not None and not isinstance(name, str):
+            raise TypeError("name must be a str or None")
+        initargs = tuple(initargs)
+
+        number = next(_pool_counter)
+        self._name = name or f"ringpool-{number}"
+        self._max_workers = max_workers
+        self._shutdown_lock = threading.Lock()
+        self._started_at = time.monotonic()
+        self._start(
+            min_workers=min_workers,
+            max_workers=max_workers,
+            queue_size=queue_size or 0,
+            on_full=_ON_FULL[on_full],
+            submit_timeout=-1.0 if submit_timeout is None else submit_timeout,
+            keep_alive=-1.0 if keep_alive is None else keep_alive,
+            prefix=thread_name_prefix or self._name,
+            name=self._name,
+            initializer=initializer,
+            initargs=initargs,
+            propagate_context=bool(propagate_context),
+        )
+        _pools.add(self)
+
+    # -- introspection ---------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The pool's name (thread names, logs, errors)."""
+        return self._name
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    def __repr__(self) -> str:
+        s = self._stats_native()
+        state = "broken" if self._broken else ("closed" if s["closed"] else "running")
+        return (
+            f"<ringpool.Pool {self._name!r} {state} workers={s['live_workers']}/"
+            f"{s['max_workers']} queued={s['queued']} running={s['running']}>"
+        )
+
+    def stats(self) -> PoolStats:
+        """An immutable snapshot of the pool's counters and gauges."""
+        return PoolStats.from_native(self._name, self._stats_native(), time.monotonic() - self._started_at)
+
+    # -- submission ------------------------------------------------------------
+    def schedule(
+        self,
+        fn: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        on_full: str | None = None,
+        submit_timeout: float | None = None,
+    ) -> Future:
+        """Submit with per-call control of the overload policy."""
+        if on_full is None:
+            policy = self.on_full_policy
+        elif on_full in _ON_FULL:
+            policy = _ON_FULL[on_full]
+        else:
+            raise ValueError(f"on_full must be one of {sorted(_ON_FULL)}, got {on_full!r}")
+        timeout = _check_seconds("submit_timeout", submit_timeout)
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError("kwargs must be a dict or None")
+        return self._schedule(fn, tuple(args), kwargs, policy, -1.0 if timeout is None else timeout)
+
+    @property
+    def on_full_policy(self) -> int:
+        return self._on_full_code()
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[Any]:
+        """Lazy, ordered ``map``: like ``Executor.map``, but it pulls from the
+        iterables only as results are consumed (at most ``buffersize`` items
+        in flight), so an infinite iterable works.
+
+        Items are grouped into chunks evaluated by one task each, with no
+        Future per item. ``chunksize=1`` (the default) means "automatic": the
+        chunk size adapts to the measured cost of an item; a larger value
+        fixes it.
+        """
+        if not callable(fn):
+            raise TypeError("fn must be callable")
+        _check_int("chunksize", chunksize, 1)
+        if buffersize is not None:
+            _check_int("buffersize", buffersize, 1)
+        timeout = _check_seconds("timeout", timeout)
+        if not iterables:
+            raise TypeError("map() must have at least one iterable")
+        end_time = None if timeout is None else timeout + time.monotonic()
+        star = len(iterables) > 1
+        source = zip(*iterables) if star else iter(iterables[0])
+        fixed = chunksize if chunksize > 1 else 0
+        # In flight: at most buffersize items, and a few chunks per worker.
+        max_chunks = 2 * self._max_workers + 2
+        window = _MapWindow(self, fn, source, star, fixed, buffersize or (1 << 62), max_chunks)
+        window.fill()  # start work now, as Executor.map does
+        return window.results(end_time)
+
+    # -- shutdown --------------------------------------------------------------
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None) -> bool:
+        """Stop accepting tasks; run (or with ``cancel_futures``, cancel) the
+        queued ones; with ``wait``, wait for the workers to finish.
+
+        Returns ``True`` when the workers have finished, ``False`` when
+        ``timeout`` ran out first or when called from inside one of the pool's
+        own tasks (which cannot wait for itself; the pool still closes and
+        finishes in the background). Safe to call repeatedly and from several
+        threads.
+        """
+        timeout = _check_seconds("timeout", timeout)
+        with self._shutdown_lock:
+            first = not self.shutdown_called
+            self._shutdown_native(bool(cancel_futures))
+        if first:
+            _core.LOGGER.debug("pool %s shutting down", self._name, extra={"pool": self._name})
+        if not wait:
+            return False
+        if self._in_own_worker():
+            return False
+        return bool(self._join_native(timeout))
+
+    @property
+    def shutdown_called(self) -> bool:
+        return self._shutdown_started()
+
+    def resize(self, min_workers: int | None = None, max_workers: int | None = None) -> None:
+        """Change the worker bounds at run time."""
+        s = self._stats_native()
+        lo = s["min_workers"] if min_workers is None else _check_int("min_workers", min_workers, 0)
+        hi = s["max_workers"] if max_workers is None else _check_int("max_workers", max_workers, 1)
+        if lo > hi:
+            raise ValueError(f"min_workers ({lo}) must be <= max_workers ({hi})")
+        self._resize_native(lo, hi)
+        self._max_workers = hi
+
+
+class _MapWindow:
+    """The in-flight chunks of one ``map`` call, in submission order."""
+
+    __slots__ = ("pool", "fn", "source", "star", "fixed", "budget", "max_chunks", "inflight",
+                 "inflight_items", "item_ns", "next_size", "exhausted")
+
+    def __init__(self, pool: Pool, fn, source, star: bool, fixed: int, budget: int, max_chunks: int) -> None:
+        self.pool = pool
+        self.fn = fn
+        self.source = source
+        self.star = star
+        self.fixed = fixed
+        self.budget = budget
+        self.max_chunks = max_chunks
+        self.inflight: collections.deque = collections.deque()
+        self.inflight_items = 0
+        self.item_ns = 0.0  # running estimate of one item's cost
+        self.next_size = 1
+        self.exhausted = False
+
+    def chunk_size(self) -> int:
+        if self.fixed:
+            return self.fixed
+        if self.item_ns <= 0:
+            return self.next_size
+        return max(1, min(_MAP_MAX_CHUNK, int(_MAP_TARGET_CHUNK_NS / self.item_ns)))
+
+    def fill(self) -> None:
+        pool = self.pool
+        while (not self.exhausted and self.inflight_items < self.budget
+               and len(self.inflight) < self.max_chunks):
+            size = min(self.chunk_size(), self.budget - self.inflight_items) or 1
+            items = list(itertools.islice(self.source, size))
+            if not items:
+                self.exhausted = True
+                break
+            if len(items) < size:
+                self.exhausted = True
+            fut = pool._schedule(_core._map_chunk, (self.fn, items, self.star), None,
+                                 _core.ON_FULL_BLOCK, -1.0)
+            self.inflight.append((fut, len(items)))
+            self.inflight_items += len(items)
+            if not self.item_ns and not self.fixed:
+                # No measurement yet: grow slowly so slow items still spread
+                # over the workers.
+                self.next_size = min(self.next_size * 2, 16)
+
+    def results(self, end_time: float | None) -> Iterator[Any]:
+        try:
+            while self.inflight:
+                fut, n = self.inflight[0]
+                if end_time is None:
+                    out, exc, elapsed = fut.result()
+                else:
+                    out, exc, elapsed = fut.result(end_time - time.monotonic())
+                self.inflight.popleft()
+                self.inflight_items -= n
+                if out:
+                    per_item = elapsed / max(len(out), 1)
+                    self.item_ns = per_item if not self.item_ns else 0.5 * self.item_ns + 0.5 * per_item
+                if exc is None:
+                    self.fill()
+                yield from out
+                if exc is not None:
+                    try:
+                        raise exc
+                    finally:
+                        exc = None
+        finally:
+            for fut, _ in self.inflight:
+                fut.cancel()
+            self.inflight.clear()
+
+
+# -- process-wide hooks --------------------------------------------------------
+
+def _python_exit() -> None:
+    """Run queued work and stop every pool before the interpreter finalizes.
+
+    Registered with threading._register_atexit, the hook ThreadPoolExecutor
+    uses: it runs before atexit callbacks and before finalization, while
+    Python threads may still take the GIL.
+    """
+    pools = list(_pools)
+    for pool in pools:
+        pool._shutdown_native(False)
+    _core._set_exiting(True)
+    for pool in pools:
+        pool._join_native(None)
+    # Pools dropped without shutdown() drain in the background: wait for them.
+    _core.wait_for_workers(None)
+
+
+def _after_fork_child() -> None:
+    _core._after_fork_child()
+    for pool in list(_pools):
+        pool._after_fork_in_child()
+
+
+try:
+    threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover - very old or exiting interpreter
+    import atexit
+
+    atexit.register(_python_exit)
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
