@@ -89,7 +89,7 @@ struct rp_pool {
 
     /* Configuration (read-only after create). */
     int64_t keep_alive_ns;
-    unsigned spin_iters;
+    int64_t spin_ns;
     size_t stack_size;
     char name[32];
     rp_pool_hooks hooks;
@@ -151,7 +151,7 @@ rp_pool_config_init(rp_pool_config *cfg)
     cfg->min_workers = 0;
     cfg->max_workers = rp_cpu_count() + 4 < 32 ? rp_cpu_count() + 4 : 32;
     cfg->keep_alive_ns = (int64_t)60 * 1000000000;
-    cfg->spin_iters = 2000;
+    cfg->spin_ns = 50000;
 }
 
 /* ------------------------------------------------------------------ */
@@ -566,14 +566,19 @@ worker_main(void *arg)
                 break;
             }
         }
-        /* Brief spin: a task that arrives now costs no wake-up syscall. */
-        unsigned i;
-        for (i = 0; i < p->spin_iters; i++) {
-            if (atomic_load_explicit(&p->pending, memory_order_relaxed) != 0)
-                break;
-            rp_cpu_relax();
+        /* Brief spin: a task that arrives now costs no wake-up syscall. The
+         * clock is read once per 32 pauses (a pause is 10-40 ns). */
+        int arrived = 0;
+        if (p->spin_ns > 0) {
+            int64_t spin_end = rp_now_ns() + p->spin_ns;
+            do {
+                for (int i = 0; i < 32 && !arrived; i++) {
+                    arrived = atomic_load_explicit(&p->pending, memory_order_relaxed) != 0;
+                    rp_cpu_relax();
+                }
+            } while (!arrived && rp_now_ns() < spin_end);
         }
-        if (i < p->spin_iters)
+        if (arrived)
             continue;
         int64_t deadline = -1;
         if (p->keep_alive_ns >= 0 &&
@@ -703,7 +708,7 @@ rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
     atomic_init(&p->max_workers, cfg->max_workers);
     atomic_init(&p->refs, 1);
     p->keep_alive_ns = cfg->keep_alive_ns;
-    p->spin_iters = cfg->spin_iters;
+    p->spin_ns = cfg->spin_ns;
     p->stack_size = cfg->stack_size;
     snprintf(p->name, sizeof p->name, "%s", cfg->name ? cfg->name : "ringpool");
     if (cfg->hooks)
@@ -855,6 +860,12 @@ rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
     out->blocked_submitters = atomic_load_explicit(&p->space_waiters, memory_order_relaxed);
     out->blocked_ns_total = atomic_load_explicit(&p->blocked_ns_total, memory_order_relaxed);
     out->blocked_ns_max = atomic_load_explicit(&p->blocked_ns_max, memory_order_relaxed);
+}
+
+uint64_t
+rp_pool_queued(rp_pool *p)
+{
+    return count_of(atomic_load_explicit(&p->pending, memory_order_relaxed));
 }
 
 static void

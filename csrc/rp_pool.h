@@ -45,8 +45,11 @@ typedef enum rp_discard_reason {
 } rp_discard_reason;
 
 /* Task life cycle, in rp_task.state. Transitions are single CASes from QUEUED:
- * to RUNNING by the worker that pops it, to CANCELLED by rp_task_cancel. */
-enum { RP_TASK_QUEUED = 0, RP_TASK_RUNNING = 1, RP_TASK_CANCELLED = 2 };
+ * to RUNNING by the worker that pops it, to CANCELLED by rp_task_cancel.
+ * DONE is never set by the engine: ops->run may store it (seq_cst) once the
+ * task's result is published, so that a waiter can poll for it without any
+ * lock while the task memory is kept alive by the caller. */
+enum { RP_TASK_QUEUED = 0, RP_TASK_RUNNING = 1, RP_TASK_CANCELLED = 2, RP_TASK_DONE = 3 };
 
 typedef struct rp_task_ops {
     /* On a worker thread, without any lock held. Returns an rp_outcome. */
@@ -83,7 +86,7 @@ typedef struct rp_pool_config {
     size_t queue_capacity;    /* 0: unbounded; N: at most N tasks accepted and not started */
     size_t ring_capacity;     /* lock-free slots before the locked overflow list; 0: default */
     int64_t keep_alive_ns;    /* idle time before a worker above min_workers exits; < 0: never */
-    unsigned spin_iters;      /* pause-loop iterations before parking */
+    int64_t spin_ns;          /* how long an idle worker spins before parking */
     size_t stack_size;        /* 0: at least the main thread's stack limit */
     const char *name;         /* thread-name prefix (copied); NULL: "ringpool" */
     const rp_pool_hooks *hooks; /* may be NULL; the struct is copied */
@@ -138,6 +141,8 @@ RP_API int rp_pool_join(rp_pool *p, int64_t deadline_ns);
  * new maximum retire after their current task. RP_EINVAL for bad bounds. */
 RP_API int rp_pool_resize(rp_pool *p, unsigned min_workers, unsigned max_workers);
 RP_API void rp_pool_stats_get(rp_pool *p, rp_pool_stats *out);
+/* Tasks accepted and not yet popped (a relaxed snapshot; cheap). */
+RP_API uint64_t rp_pool_queued(rp_pool *p);
 /* The owner's last call: shuts down (DRAIN) if still open, joins what has
  * exited, detaches what has not, and frees the pool when the last worker has
  * left. Must not be called from one of the pool's own workers while that

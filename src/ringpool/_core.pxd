@@ -12,6 +12,7 @@ cdef struct worker_state:
     PyThreadState *tstate      # saved while the worker does not hold the GIL
     int holding                # 1 while this worker holds the GIL
     PyObject *thread           # owned: the _WorkerThread object
+    PyObject *deferred         # owned: a finished task, released at the next GIL hold
 
 
 cdef class _WorkerCtx:

@@ -24,7 +24,7 @@ import logging as _logging
 import sys as _sys
 import threading as _threading
 import time as _time
-from _thread import RLock as _RLock
+from _thread import allocate_lock as _allocate_lock
 
 from ringpool.errors import BrokenPool, PoolClosed, PoolOverloaded
 
@@ -37,8 +37,20 @@ cdef extern from "Python.h":
 
 cdef extern from "rp_pycompat.h":
     int rp_py_is_finalizing() nogil
+    void rp_decref(void *o) nogil
+
+cdef extern from "Python.h":
+    void PyObject_GC_Track(object o)
+    void PyObject_GC_UnTrack(object o)
+    int PyObject_GC_IsTracked(object o)
+    int PyObject_IS_GC(object o)
 
 LOGGER = _logging.getLogger("ringpool")
+
+
+cdef inline void _gc_track(object o) noexcept:
+    if not PyObject_GC_IsTracked(o):
+        PyObject_GC_Track(o)
 
 # Future states: the very strings concurrent.futures uses, so its wait(),
 # as_completed() and asyncio.wrap_future() read our futures unchanged.
@@ -69,22 +81,26 @@ class Future(_cf.Future):
     The condition variable, waiter list and callback list that the stdlib
     builds for every future are created here only when someone waits, uses
     ``concurrent.futures.wait``/``as_completed``, or adds a callback. All state
-    changes happen under one per-future re-entrant lock, which the lazily
-    built ``_condition`` wraps, so stdlib helpers that take
-    ``future._condition`` see a consistent future.
+    changes happen under one per-future lock, which the lazily built
+    ``_condition`` wraps, so stdlib helpers that take ``future._condition``
+    see a consistent future. Slots keep each instance small and its
+    attributes out of a per-instance dict.
     """
 
-    # Defaults live on the class: an instance stores only what differs.
-    _state = PENDING
-    _result = None
-    _exception = None
-    _cond = None
-    _waiters_list = None
-    _callbacks = None
-    _task = None          # the engine task while queued, for cancel()
+    __slots__ = ("_lock", "_state", "_result", "_exception", "_task", "_cond",
+                 "_waiters_list", "_callbacks")
 
     def __init__(self):
-        self._lock = _RLock()
+        # A plain (non-reentrant) lock: nothing below re-acquires it, and it
+        # is not a GC-tracked object as RLock is.
+        self._lock = _allocate_lock()
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+        self._task = None      # the engine task while queued or running (cancel, result polling)
+        self._cond = None
+        self._waiters_list = None
+        self._callbacks = None
 
     # -- lazily built stdlib internals ------------------------------------
     @property
@@ -94,6 +110,7 @@ class Future(_cf.Future):
             with self._lock:
                 cond = self._cond
                 if cond is None:
+                    _gc_track(self)
                     cond = self._cond = _threading.Condition(self._lock)
         return cond
 
@@ -104,6 +121,7 @@ class Future(_cf.Future):
             with self._lock:
                 waiters = self._waiters_list
                 if waiters is None:
+                    _gc_track(self)
                     waiters = self._waiters_list = []
         return waiters
 
@@ -114,6 +132,7 @@ class Future(_cf.Future):
             with self._lock:
                 cbs = self._callbacks
                 if cbs is None:
+                    _gc_track(self)
                     cbs = self._callbacks = []
         return cbs
 
@@ -156,6 +175,13 @@ class Future(_cf.Future):
             return self._get_result()
         if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
             raise _CancelledError()
+        task = self._task
+        if task is not None and (timeout is None or timeout > 0):
+            # Poll briefly with the GIL released: a short task is usually done
+            # within microseconds, and then no sleep/wake-up pair is paid.
+            _spin_until_done(<_PyTask>task, RESULT_SPIN_NS)
+            if self._state == FINISHED:
+                return self._get_result()
         cond = self._condition
         with cond:
             state = self._state
@@ -237,10 +263,11 @@ class Future(_cf.Future):
             state = self._state
             if state == CANCELLED or state == CANCELLED_AND_NOTIFIED or state == FINISHED:
                 raise _InvalidStateError('{}: {!r}'.format(state, self))
+            if exception is not None or (PyObject_IS_GC(result) and PyObject_GC_IsTracked(result)):
+                _gc_track(self)  # the result could now close a reference cycle
             self._result = result
             self._exception = exception
             self._state = FINISHED
-            self._task = None
             if self._waiters_list:
                 if exception is None:
                     for waiter in self._waiters_list:
@@ -262,7 +289,10 @@ class Future(_cf.Future):
         with self._lock:
             state = self._state
             if state != CANCELLED and state != CANCELLED_AND_NOTIFIED and state != FINISHED:
-                self._done_callbacks.append(fn)
+                if self._callbacks is None:
+                    _gc_track(self)
+                    self._callbacks = []
+                self._callbacks.append(fn)
                 return
         try:
             fn(self)
@@ -447,6 +477,9 @@ cdef void _hook_worker_stop(void *ctx, rp_worker *w) noexcept nogil:
 
 cdef void _worker_stop_gil(void *ctx, worker_state *ws) noexcept with gil:
     cdef _WorkerCtx c = <_WorkerCtx>ctx
+    if ws.deferred != NULL:
+        rp_decref(ws.deferred)
+        ws.deferred = NULL
     c.worker_stopped(ws)
     Py_DECREF(c)
 
@@ -491,6 +524,7 @@ cdef object _note_worker(BaseException exc):
 
 @cython.final
 @cython.freelist(256)
+@cython.no_gc  # never in a cycle once run: fn/args/future are cleared then
 cdef class _PyTask:
 
     cdef bint _try_cancel(self):
@@ -502,12 +536,29 @@ cdef int _py_task_run(rp_task *t, rp_worker *w) noexcept nogil:
     if not ws.holding:
         PyEval_RestoreThread(ws.tstate)
         ws.holding = 1
-    return _py_task_run_gil(<PyObject*>t.data)
+    if ws.deferred != NULL:
+        rp_decref(ws.deferred)
+        ws.deferred = NULL
+    cdef int outcome = _py_task_run_gil(<PyObject*>t.data)
+    # Publish DONE for waiters polling in Future.result(). When nothing else
+    # is queued, drop the GIL first, so the waiter that sees DONE finds the
+    # GIL free instead of sleeping on it; the ring's reference to the task is
+    # then released at this worker's next GIL hold (t must stay valid until
+    # the store).
+    if rp_pool_queued(rp_worker_pool(w)) == 0:
+        ws.tstate = PyEval_SaveThread()
+        ws.holding = 0
+        t.state = RP_TASK_DONE
+        ws.deferred = <PyObject*>t.data
+    else:
+        t.state = RP_TASK_DONE
+        rp_decref(t.data)
+    return outcome
 
 
 cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
+    # The ring's reference (taken in _submit) is released by the caller.
     cdef _PyTask task = <_PyTask>tp
-    Py_DECREF(task)  # the ring's reference (taken in _submit); `task` holds its own
     fut = task.future
     fn = task.fn
     args = task.args
@@ -560,6 +611,25 @@ cdef void _py_task_discard(rp_task *t, int reason) noexcept with gil:
         fut.set_running_or_notify_cancel()
     except BaseException:
         _unraisable("ringpool: cancelling a future")
+
+
+cdef int64_t RESULT_SPIN_NS = 20000
+
+
+cdef void _spin_until_done(_PyTask task, int64_t max_ns) noexcept:
+    cdef rp_task *hdr = &task.hdr
+    cdef int64_t end
+    cdef int i, st
+    with nogil:
+        end = rp_now_ns() + max_ns
+        while True:
+            for i in range(32):
+                st = hdr.state  # an atomic (seq_cst) load: hdr.state is _Atomic
+                if st == RP_TASK_DONE or st == RP_TASK_CANCELLED:
+                    return
+                rp_cpu_relax()
+            if rp_now_ns() >= end:
+                return
 
 
 cdef rp_task_ops PY_TASK_OPS
@@ -624,7 +694,7 @@ cdef class NativePool:
     def _start(self, *, unsigned min_workers, unsigned max_workers, size_t queue_size,
                int on_full, double submit_timeout, double keep_alive, str prefix,
                str name, initializer, tuple initargs, bint propagate_context,
-               size_t stack_size=0, unsigned spin_iters=1000):
+               size_t stack_size=0, double spin=50e-6):
         if self.pool != NULL:
             raise RuntimeError("pool already started")
         cdef rp_pool_config cfg
@@ -634,7 +704,7 @@ cdef class NativePool:
         cfg.queue_capacity = queue_size
         cfg.keep_alive_ns = <int64_t>(keep_alive * 1e9) if keep_alive >= 0 else -1
         cfg.stack_size = stack_size
-        cfg.spin_iters = spin_iters
+        cfg.spin_ns = <int64_t>(spin * 1e9)
         bname = name.encode("utf-8", "replace")[:15]
         cfg.name = bname
         self.hooks = PY_HOOKS
@@ -701,6 +771,13 @@ cdef class NativePool:
         if not callable(fn):
             raise TypeError("fn must be callable, not %s" % type(fn).__name__)
         fut = Future()
+        # A pending future holds only its lock and its task (never part of a
+        # cycle: the task's references are cleared when it runs or is
+        # dropped). Keeping it out of the cycle collector until it acquires
+        # a container (a result, an exception, callbacks or waiters: Future
+        # re-tracks itself then) spares the collector from scanning every
+        # in-flight future, which otherwise dominates a burst of submits.
+        PyObject_GC_UnTrack(fut)
         cdef _PyTask task = self._make_task(fn, args, kwargs, fut)
         fut._task = task
         Py_INCREF(task)  # owned by the ring until run or discard

@@ -17,6 +17,7 @@ cdef extern from "rp_status.h" nogil:
 
 cdef extern from "rp_sys.h" nogil:
     int64_t rp_now_ns()
+    void rp_cpu_relax()
     unsigned rp_cpu_count()
 
 cdef extern from "rp_pool.h" nogil:
@@ -37,6 +38,7 @@ cdef extern from "rp_pool.h" nogil:
         RP_TASK_QUEUED
         RP_TASK_RUNNING
         RP_TASK_CANCELLED
+        RP_TASK_DONE
 
     ctypedef struct rp_task_ops:
         int (*run)(rp_task *task, rp_worker *worker) noexcept nogil
@@ -60,7 +62,7 @@ cdef extern from "rp_pool.h" nogil:
         size_t queue_capacity
         size_t ring_capacity
         int64_t keep_alive_ns
-        unsigned spin_iters
+        int64_t spin_ns
         size_t stack_size
         const char *name
         const rp_pool_hooks *hooks
@@ -97,6 +99,7 @@ cdef extern from "rp_pool.h" nogil:
     int rp_pool_join(rp_pool *p, int64_t deadline_ns)
     int rp_pool_resize(rp_pool *p, unsigned min_workers, unsigned max_workers)
     void rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
+    uint64_t rp_pool_queued(rp_pool *p)
     void rp_pool_release(rp_pool *p)
     int rp_task_cancel(rp_task *t)
     unsigned rp_worker_index(const rp_worker *w)

@@ -10,4 +10,8 @@
 #define rp_py_is_finalizing() _Py_IsFinalizing()
 #endif
 
+/* Reference-count operations for code that Cython compiles as nogil but that
+ * runs with the GIL held (the worker trampoline). */
+#define rp_decref(o) Py_DECREF((PyObject *)(o))
+
 #endif
