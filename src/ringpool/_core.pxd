@@ -25,6 +25,7 @@ cdef class _WorkerCtx:
     cdef tuple initargs
     cdef public object broken     # None, or why the pool broke (BrokenPool message)
     cdef public object name       # the pool's name, for logs and errors
+    cdef public bint log_unretrieved  # log failures nobody retrieved (see _ExcGuard)
 
     cdef int worker_started(self, unsigned index, worker_state *ws) except -1
     cdef void worker_stopped(self, worker_state *ws) noexcept

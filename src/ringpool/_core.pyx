@@ -88,7 +88,7 @@ class Future(_cf.Future):
     """
 
     __slots__ = ("_lock", "_state", "_result", "_exception", "_task", "_cond",
-                 "_waiters_list", "_callbacks")
+                 "_waiters_list", "_callbacks", "_guard")
 
     def __init__(self):
         # A plain (non-reentrant) lock: nothing below re-acquires it, and it
@@ -101,6 +101,7 @@ class Future(_cf.Future):
         self._cond = None
         self._waiters_list = None
         self._callbacks = None
+        self._guard = None     # an _ExcGuard while a failure is unretrieved
 
     # -- lazily built stdlib internals ------------------------------------
     @property
@@ -162,6 +163,8 @@ class Future(_cf.Future):
 
     def _get_result(self):
         if self._exception is not None:
+            if self._guard is not None:
+                (<_ExcGuard>self._guard).retrieved = True
             try:
                 raise self._exception
             finally:
@@ -199,6 +202,8 @@ class Future(_cf.Future):
     def exception(self, timeout=None):
         state = self._state
         if state == FINISHED:
+            if self._guard is not None:
+                (<_ExcGuard>self._guard).retrieved = True
             return self._exception
         if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
             raise _CancelledError()
@@ -214,6 +219,8 @@ class Future(_cf.Future):
                     raise _CancelledError()
                 if state != FINISHED:
                     raise _TimeoutError()
+            if self._guard is not None:
+                (<_ExcGuard>self._guard).retrieved = True
             return self._exception
 
     # -- transitions --------------------------------------------------------
@@ -268,6 +275,10 @@ class Future(_cf.Future):
             self._result = result
             self._exception = exception
             self._state = FINISHED
+            if exception is not None and self._callbacks:
+                # A done-callback sees the failure: it counts as retrieved.
+                if self._guard is not None:
+                    (<_ExcGuard>self._guard).retrieved = True
             if self._waiters_list:
                 if exception is None:
                     for waiter in self._waiters_list:
@@ -286,6 +297,8 @@ class Future(_cf.Future):
             self._cond.notify_all()
 
     def add_done_callback(self, fn):
+        if self._guard is not None:
+            (<_ExcGuard>self._guard).retrieved = True
         with self._lock:
             state = self._state
             if state != CANCELLED and state != CANCELLED_AND_NOTIFIED and state != FINISHED:
@@ -310,6 +323,39 @@ class Future(_cf.Future):
                 except Exception:
                     # Logged, never lost, never fatal to the worker.
                     LOGGER.exception('exception calling callback for %r', self)
+
+
+@cython.final
+cdef class _ExcGuard:
+    """Logs a task's exception if its future dies with nobody having asked
+    for it (asyncio's "exception was never retrieved"), so fire-and-forget
+    failures are not silent. One is made only for failed tasks."""
+
+    cdef public bint retrieved
+    cdef object exc
+    cdef object task_name
+    cdef object pool_name
+
+    def __del__(self):
+        if self.retrieved or self.exc is None:
+            return
+        self.retrieved = True
+        try:
+            exc = self.exc
+            LOGGER.error("ringpool: exception in task %s was never retrieved (pool %s)",
+                         self.task_name, self.pool_name,
+                         exc_info=(type(exc), exc, exc.__traceback__),
+                         extra={"pool": self.pool_name, "task": self.task_name})
+        except BaseException:
+            pass
+        self.exc = None
+
+
+cdef str _task_name(fn):
+    try:
+        return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    except BaseException:
+        return "<task>"
 
 
 # --------------------------------------------------------------------------
@@ -578,6 +624,12 @@ cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
             result = ctx.run(fn, *args, **kwargs)
     except BaseException as exc:
         _note_worker(exc)
+        if task.ctx is not None and task.ctx.log_unretrieved:
+            guard = _ExcGuard()
+            guard.exc = exc
+            guard.task_name = _task_name(fn)
+            guard.pool_name = task.ctx.name
+            fut._guard = guard
         try:
             fut._finish(None, exc)
         except BaseException:
@@ -664,6 +716,53 @@ def _map_chunk(fn, list items, bint star):
 # The pool
 # --------------------------------------------------------------------------
 
+# Only the main thread runs Python signal handlers, so only its waits need
+# to wake up now and then to let Ctrl-C through. Other threads wait in one
+# piece (a blocked submitter keeps its place in the FIFO).
+cdef int64_t SIGNAL_SLICE_NS = 50000000
+
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+    unsigned long PyThread_get_thread_ident() nogil
+
+cdef unsigned long _main_ident = PyThread_get_thread_ident()
+
+
+cdef inline int64_t _slice_end(int64_t deadline) noexcept nogil:
+    cdef int64_t s = rp_now_ns() + SIGNAL_SLICE_NS
+    return s if deadline < 0 or s < deadline else deadline
+
+
+cdef int _wait_interruptibly(rp_pool *p, rp_task *t, int64_t deadline) except? -100:
+    cdef int rc
+    if PyThread_get_thread_ident() != _main_ident:
+        with nogil:
+            rc = rp_pool_submit_wait(p, t, deadline)
+        return rc
+    while True:
+        with nogil:
+            rc = rp_pool_submit_wait(p, t, _slice_end(deadline))
+        if rc != RP_ETIMEDOUT or (deadline >= 0 and rp_now_ns() >= deadline):
+            return rc
+        PyErr_CheckSignals()
+
+
+cdef int _join_interruptibly(rp_pool *p, int64_t deadline) except? -100:
+    cdef int rc
+    if PyThread_get_thread_ident() != _main_ident or _exiting:
+        # The exit hook must not be cut short: workers may not outlive it.
+        with nogil:
+            rc = rp_pool_join(p, deadline)
+        return rc
+    while True:
+        with nogil:
+            rc = rp_pool_join(p, _slice_end(deadline))
+        if rc != RP_ETIMEDOUT or (deadline >= 0 and rp_now_ns() >= deadline):
+            return rc
+        PyErr_CheckSignals()
+
+
 cdef int _check(int rc) except -1:
     if rc == RP_OK:
         return 0
@@ -694,7 +793,7 @@ cdef class NativePool:
     def _start(self, *, unsigned min_workers, unsigned max_workers, size_t queue_size,
                int on_full, double submit_timeout, double keep_alive, str prefix,
                str name, initializer, tuple initargs, bint propagate_context,
-               size_t stack_size=0, double spin=50e-6):
+               size_t stack_size=0, double spin=50e-6, bint log_unretrieved=True):
         if self.pool != NULL:
             raise RuntimeError("pool already started")
         cdef rp_pool_config cfg
@@ -714,6 +813,7 @@ cdef class NativePool:
         ctx.name = name
         ctx.initializer = initializer
         ctx.initargs = initargs
+        ctx.log_unretrieved = log_unretrieved
         cfg.hooks_ctx = <void*>ctx
         self.ctx = ctx
         self.queue_size = queue_size
@@ -805,8 +905,12 @@ cdef class NativePool:
         if on_full == ON_FULL_BLOCK:
             if timeout >= 0:
                 deadline = t0 + <int64_t>(timeout * 1e9)
-            with nogil:
-                rc = rp_pool_submit_wait(self.pool, &task.hdr, deadline)
+            try:
+                rc = _wait_interruptibly(self.pool, &task.hdr, deadline)
+            except BaseException:
+                Py_DECREF(task)  # a signal handler raised (Ctrl-C): nothing queued
+                fut._task = None
+                raise
             if rc == RP_OK:
                 return fut
         else:
@@ -872,9 +976,7 @@ cdef class NativePool:
         cdef int64_t deadline = -1
         if timeout is not None:
             deadline = rp_now_ns() + <int64_t>(max(float(timeout), 0.0) * 1e9)
-        cdef int rc
-        with nogil:
-            rc = rp_pool_join(self.pool, deadline)
+        cdef int rc = _join_interruptibly(self.pool, deadline)
         if rc == RP_OK:
             return True
         if rc == RP_ETIMEDOUT or rc == RP_EDEADLK:

@@ -82,7 +82,13 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
       (``PoolOverloaded`` at once) or ``"caller_runs"`` (run in the caller);
     - ``propagate_context``: run each task in a copy of the submitter's
       ``contextvars`` (default ``True``);
-    - ``name``: used in thread names, logs and errors.
+    - ``name``: used in thread names, logs and errors;
+    - ``stack_size``: worker stack in bytes; 0 (default) gives at least the
+      main thread's stack limit, so deep recursion behaves as on the main
+      thread;
+    - ``log_unretrieved``: log (ERROR, logger ``ringpool``) a task's exception
+      when its future is garbage-collected without anyone having called
+      ``result()``/``exception()`` or added a done-callback (default ``True``).
     """
 
     def __init__(
@@ -100,6 +106,8 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         keep_alive: float | None = 60.0,
         propagate_context: bool = True,
         name: str | None = None,
+        stack_size: int = 0,
+        log_unretrieved: bool = True,
     ) -> None:
         if workers is not None:
             if max_workers is not None:
@@ -126,6 +134,9 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
             raise TypeError("thread_name_prefix must be a str")
         if name is not None and not isinstance(name, str):
             raise TypeError("name must be a str or None")
+        _check_int("stack_size", stack_size, 0)
+        if stack_size and stack_size < 65536:
+            raise ValueError("stack_size must be 0 (automatic) or at least 65536 bytes")
         initargs = tuple(initargs)
 
         number = next(_pool_counter)
@@ -145,6 +156,8 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
             initializer=initializer,
             initargs=initargs,
             propagate_context=bool(propagate_context),
+            stack_size=stack_size,
+            log_unretrieved=bool(log_unretrieved),
         )
         _pools.add(self)
 
@@ -366,6 +379,8 @@ def _after_fork_child() -> None:
     _core._after_fork_child()
     for pool in list(_pools):
         pool._after_fork_in_child()
+        # A parent thread may have held it at fork(): the child has no such thread.
+        pool._shutdown_lock = threading.Lock()
 
 
 try:
