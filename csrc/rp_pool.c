@@ -31,6 +31,9 @@
 #define COUNT_MASK (DISCARD_BIT - 1)
 #define DEFAULT_RING_CAPACITY 8192
 #define MAX_RING_CAPACITY ((size_t)1 << 20)
+/* Submitting threads count into one of these stripes (by thread), so
+ * concurrent submitters do not write one cache line. */
+#define SUBMIT_STRIPES 16
 
 struct rp_worker {
     rp_pool *pool;
@@ -41,17 +44,25 @@ struct rp_worker {
     int exited;              /* under workers_mutex: left its loop */
     struct rp_worker *next;  /* live list or dead list, under workers_mutex */
     /* Single-writer counters (this worker), read by stats. */
-    _Alignas(RP_CACHELINE) _Atomic uint64_t completed;
+    _Alignas(RP_CACHELINE) _Atomic uint64_t started;
+    _Atomic uint64_t completed;
     _Atomic uint64_t failed;
+    _Atomic uint64_t panics;
     _Atomic uint64_t cancelled;
     _Atomic unsigned running; /* 1 while inside ops->run */
+    rp_hist queue_wait;       /* submit to start, ns */
+    rp_hist run_time;         /* start to end of ops->run, ns */
 };
+
+typedef struct submit_stripe {
+    _Alignas(RP_CACHELINE) _Atomic uint64_t n;
+} submit_stripe;
 
 struct rp_pool {
     /* Written by every submit and every pop. */
     _Alignas(RP_CACHELINE) _Atomic uint64_t pending;
-    /* Written by every submit. */
-    _Alignas(RP_CACHELINE) _Atomic uint64_t submitted;
+    /* Written by every submit, striped by submitting thread. */
+    submit_stripe submitted[SUBMIT_STRIPES];
     /* Written when workers go idle or busy. */
     _Alignas(RP_CACHELINE) _Atomic unsigned idle;
     _Atomic unsigned space_waiters; /* submitters queued in submit_wait */
@@ -85,11 +96,13 @@ struct rp_pool {
     int released; /* the owner called rp_pool_release */
     _Atomic unsigned refs; /* owner + one per started worker thread */
     /* Counters of workers that have exited, and of discards by non-workers. */
-    _Atomic uint64_t done_completed, done_failed, done_cancelled;
+    _Atomic uint64_t done_started, done_completed, done_failed, done_panics, done_cancelled;
+    rp_hist done_wait, done_run; /* folded from exited workers, under workers_mutex */
 
     /* Configuration (read-only after create). */
     int64_t keep_alive_ns;
     int64_t spin_ns;
+    int metrics;
     size_t stack_size;
     char name[32];
     rp_pool_hooks hooks;
@@ -101,6 +114,16 @@ typedef struct space_waiter {
 } space_waiter;
 
 static _Thread_local rp_worker *tls_worker;
+static _Thread_local unsigned tls_stripe = SUBMIT_STRIPES; /* unassigned */
+static _Atomic unsigned next_stripe;
+
+RP_INLINE unsigned
+my_stripe(void)
+{
+    if (RP_UNLIKELY(tls_stripe == SUBMIT_STRIPES))
+        tls_stripe = atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) % SUBMIT_STRIPES;
+    return tls_stripe;
+}
 
 static void pool_unref(rp_pool *p);
 static int start_worker_locked(rp_pool *p);
@@ -152,6 +175,7 @@ rp_pool_config_init(rp_pool_config *cfg)
     cfg->max_workers = rp_cpu_count() + 4 < 32 ? rp_cpu_count() + 4 : 32;
     cfg->keep_alive_ns = (int64_t)60 * 1000000000;
     cfg->spin_ns = 50000;
+    cfg->metrics = 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -290,13 +314,13 @@ static int
 submit_reserved(rp_pool *p, rp_task *t)
 {
     atomic_store_explicit(&t->state, RP_TASK_QUEUED, memory_order_relaxed);
-    t->submit_ns = rp_now_ns();
+    t->submit_ns = p->metrics ? rp_now_ns() : 0;
     int rc = queue_push(p, t);
     if (RP_UNLIKELY(rc != RP_OK)) {
         unreserve(p);
         return rc;
     }
-    atomic_fetch_add_explicit(&p->submitted, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->submitted[my_stripe()].n, 1, memory_order_relaxed);
     wake_or_spawn(p);
     return RP_OK;
 }
@@ -439,14 +463,28 @@ run_one(rp_pool *p, rp_worker *w, rp_task *t)
         return;
     }
     atomic_store_explicit(&w->running, 1, memory_order_relaxed);
+    bump(&w->started);
+    int64_t start = 0, submitted_at = t->submit_ns;
+    if (p->metrics) {
+        start = rp_now_ns();
+        rp_hist_record(&w->queue_wait, (uint64_t)(start > submitted_at ? start - submitted_at : 0));
+    }
     int outcome = t->ops->run(t, w); /* t may be freed from here on */
+    if (p->metrics) {
+        int64_t end = rp_now_ns();
+        rp_hist_record(&w->run_time, (uint64_t)(end > start ? end - start : 0));
+    }
     atomic_store_explicit(&w->running, 0, memory_order_relaxed);
-    if (RP_LIKELY(outcome == RP_OUTCOME_COMPLETED))
+    if (RP_LIKELY(outcome == RP_OUTCOME_COMPLETED)) {
         bump(&w->completed);
-    else if (outcome == RP_OUTCOME_FAILED)
+    } else if (outcome == RP_OUTCOME_FAILED) {
         bump(&w->failed);
-    else
+    } else if (outcome == RP_OUTCOME_RAISED) {
+        bump(&w->failed);
+        bump(&w->panics);
+    } else {
         bump(&w->cancelled);
+    }
 }
 
 /* Parking condition for an idle worker: something may need it. */
@@ -602,6 +640,16 @@ out:
     if (counted_live)
         atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
     /* Fold this worker's counters into the pool's, then leave the live list. */
+    atomic_fetch_add_explicit(&p->done_started,
+                              atomic_load_explicit(&w->started, memory_order_relaxed),
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->done_panics,
+                              atomic_load_explicit(&w->panics, memory_order_relaxed),
+                              memory_order_relaxed);
+    if (p->metrics) {
+        rp_hist_add(&p->done_wait, &w->queue_wait);
+        rp_hist_add(&p->done_run, &w->run_time);
+    }
     atomic_fetch_add_explicit(&p->done_completed,
                               atomic_load_explicit(&w->completed, memory_order_relaxed),
                               memory_order_relaxed);
@@ -709,6 +757,7 @@ rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
     atomic_init(&p->refs, 1);
     p->keep_alive_ns = cfg->keep_alive_ns;
     p->spin_ns = cfg->spin_ns;
+    p->metrics = cfg->metrics;
     p->stack_size = cfg->stack_size;
     snprintf(p->name, sizeof p->name, "%s", cfg->name ? cfg->name : "ringpool");
     if (cfg->hooks)
@@ -836,10 +885,14 @@ rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
 {
     memset(out, 0, sizeof *out);
     rp_mutex_lock(&p->workers_mutex);
+    out->started = atomic_load_explicit(&p->done_started, memory_order_relaxed);
     out->completed = atomic_load_explicit(&p->done_completed, memory_order_relaxed);
     out->failed = atomic_load_explicit(&p->done_failed, memory_order_relaxed);
+    out->panics = atomic_load_explicit(&p->done_panics, memory_order_relaxed);
     out->cancelled = atomic_load_explicit(&p->done_cancelled, memory_order_relaxed);
     for (rp_worker *w = p->live_list; w; w = w->next) {
+        out->started += atomic_load_explicit(&w->started, memory_order_relaxed);
+        out->panics += atomic_load_explicit(&w->panics, memory_order_relaxed);
         out->completed += atomic_load_explicit(&w->completed, memory_order_relaxed);
         out->failed += atomic_load_explicit(&w->failed, memory_order_relaxed);
         out->cancelled += atomic_load_explicit(&w->cancelled, memory_order_relaxed);
@@ -851,7 +904,8 @@ rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
     uint64_t v = atomic_load_explicit(&p->pending, memory_order_seq_cst);
     out->queued = count_of(v);
     out->closed = (v & CLOSED_BIT) != 0;
-    out->submitted = atomic_load_explicit(&p->submitted, memory_order_relaxed);
+    for (unsigned i = 0; i < SUBMIT_STRIPES; i++)
+        out->submitted += atomic_load_explicit(&p->submitted[i].n, memory_order_relaxed);
     out->rejected = atomic_load_explicit(&p->rejected, memory_order_relaxed);
     out->idle_workers = atomic_load_explicit(&p->idle, memory_order_relaxed);
     out->min_workers = atomic_load_explicit(&p->min_workers, memory_order_relaxed);
@@ -860,6 +914,19 @@ rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
     out->blocked_submitters = atomic_load_explicit(&p->space_waiters, memory_order_relaxed);
     out->blocked_ns_total = atomic_load_explicit(&p->blocked_ns_total, memory_order_relaxed);
     out->blocked_ns_max = atomic_load_explicit(&p->blocked_ns_max, memory_order_relaxed);
+}
+
+void
+rp_pool_latency(rp_pool *p, rp_hist_snapshot *queue_wait, rp_hist_snapshot *run_time)
+{
+    rp_mutex_lock(&p->workers_mutex); /* a worker folding on exit must not be counted twice */
+    rp_hist_merge(queue_wait, &p->done_wait);
+    rp_hist_merge(run_time, &p->done_run);
+    for (rp_worker *w = p->live_list; w; w = w->next) {
+        rp_hist_merge(queue_wait, &w->queue_wait);
+        rp_hist_merge(run_time, &w->run_time);
+    }
+    rp_mutex_unlock(&p->workers_mutex);
 }
 
 uint64_t

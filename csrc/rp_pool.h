@@ -24,6 +24,7 @@
 #define RP_POOL_H
 
 #include "rp_common.h"
+#include "rp_stats.h"
 #include "rp_status.h"
 #include <stdatomic.h>
 
@@ -34,8 +35,9 @@ typedef struct rp_task rp_task;
 /* What ops->run reports back, for the counters. */
 typedef enum rp_outcome {
     RP_OUTCOME_COMPLETED = 0,
-    RP_OUTCOME_FAILED = 1,
-    RP_OUTCOME_CANCELLED = 2
+    RP_OUTCOME_FAILED = 1,    /* an error value (a native task's non-zero code) */
+    RP_OUTCOME_CANCELLED = 2, /* gave up cooperatively */
+    RP_OUTCOME_RAISED = 3     /* raised (a Python exception): counted as failed and as a panic */
 } rp_outcome;
 
 /* Why ops->discard is called. */
@@ -89,6 +91,7 @@ typedef struct rp_pool_config {
     int64_t spin_ns;          /* how long an idle worker spins before parking */
     size_t stack_size;        /* 0: at least the main thread's stack limit */
     const char *name;         /* thread-name prefix (copied); NULL: "ringpool" */
+    int metrics;              /* record latency histograms (two clock reads per task) */
     const rp_pool_hooks *hooks; /* may be NULL; the struct is copied */
     void *hooks_ctx;
 } rp_pool_config;
@@ -100,8 +103,10 @@ typedef enum rp_shutdown_mode {
 
 typedef struct rp_pool_stats {
     uint64_t submitted;   /* accepted by a submit */
+    uint64_t started;     /* handed to ops->run */
     uint64_t completed;   /* ran, outcome COMPLETED */
-    uint64_t failed;      /* ran, outcome FAILED */
+    uint64_t failed;      /* ran, outcome FAILED or RAISED */
+    uint64_t panics;      /* ran, outcome RAISED */
     uint64_t cancelled;   /* discarded, or ran with outcome CANCELLED */
     uint64_t rejected;    /* refused by a full bounded queue (submit returned RP_EFULL/RP_ETIMEDOUT) */
     uint64_t queued;      /* accepted, not yet popped */
@@ -141,6 +146,10 @@ RP_API int rp_pool_join(rp_pool *p, int64_t deadline_ns);
  * new maximum retire after their current task. RP_EINVAL for bad bounds. */
 RP_API int rp_pool_resize(rp_pool *p, unsigned min_workers, unsigned max_workers);
 RP_API void rp_pool_stats_get(rp_pool *p, rp_pool_stats *out);
+/* Adds the pool's latency histograms into *queue_wait (submit to start) and
+ * *run_time (start to end of ops->run); zero them first. Empty when the pool
+ * was created with metrics off. */
+RP_API void rp_pool_latency(rp_pool *p, rp_hist_snapshot *queue_wait, rp_hist_snapshot *run_time);
 /* Tasks accepted and not yet popped (a relaxed snapshot; cheap). */
 RP_API uint64_t rp_pool_queued(rp_pool *p);
 /* The owner's last call: shuts down (DRAIN) if still open, joins what has

@@ -16,7 +16,7 @@ from ringpool.errors import (
     TaskTimeout,
 )
 from ringpool.pool import Future, Pool
-from ringpool.stats import PoolStats
+from ringpool.stats import LatencyHistogram, PoolStats
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "Pool",
     "Future",
     "PoolStats",
+    "LatencyHistogram",
     "RingpoolError",
     "PoolClosed",
     "PoolOverloaded",

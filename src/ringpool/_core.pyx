@@ -634,7 +634,7 @@ cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
             fut._finish(None, exc)
         except BaseException:
             _unraisable("ringpool: completing a future")
-        return RP_OUTCOME_FAILED
+        return RP_OUTCOME_RAISED
     try:
         fut._finish(result, None)
     except BaseException:
@@ -793,7 +793,8 @@ cdef class NativePool:
     def _start(self, *, unsigned min_workers, unsigned max_workers, size_t queue_size,
                int on_full, double submit_timeout, double keep_alive, str prefix,
                str name, initializer, tuple initargs, bint propagate_context,
-               size_t stack_size=0, double spin=50e-6, bint log_unretrieved=True):
+               size_t stack_size=0, double spin=50e-6, bint log_unretrieved=True,
+               bint metrics=True):
         if self.pool != NULL:
             raise RuntimeError("pool already started")
         cdef rp_pool_config cfg
@@ -804,6 +805,7 @@ cdef class NativePool:
         cfg.keep_alive_ns = <int64_t>(keep_alive * 1e9) if keep_alive >= 0 else -1
         cfg.stack_size = stack_size
         cfg.spin_ns = <int64_t>(spin * 1e9)
+        cfg.metrics = metrics
         bname = name.encode("utf-8", "replace")[:15]
         cfg.name = bname
         self.hooks = PY_HOOKS
@@ -1009,7 +1011,8 @@ cdef class NativePool:
         else:
             rp_pool_stats_get(self.pool, &s)
         return {
-            "submitted": s.submitted, "completed": s.completed, "failed": s.failed,
+            "submitted": s.submitted, "started": s.started, "completed": s.completed,
+            "failed": s.failed, "panics": s.panics,
             "cancelled": s.cancelled, "rejected": s.rejected, "queued": s.queued,
             "running": s.running, "live_workers": s.live_workers,
             "idle_workers": s.idle_workers, "peak_workers": s.peak_workers,
@@ -1025,9 +1028,34 @@ cdef class NativePool:
     def _shutdown_started(self):
         return self.shutdown_started
 
+    def _latency_native(self):
+        """(queue_wait, run_time) histograms as dicts of raw counts, in ns."""
+        cdef rp_hist_snapshot qw, rt
+        memset(&qw, 0, sizeof(qw))
+        memset(&rt, 0, sizeof(rt))
+        if self.pool != NULL:
+            with nogil:
+                rp_pool_latency(self.pool, &qw, &rt)
+        return _snapshot_dict(&qw), _snapshot_dict(&rt)
+
     @property
     def _broken(self):
         return self.ctx.broken if self.ctx is not None else None
+
+
+cdef dict _snapshot_dict(rp_hist_snapshot *h):
+    return {"counts": [h.counts[i] for i in range(RP_HIST_BUCKETS)],
+            "count": h.count, "sum_ns": h.sum_ns, "max_ns": h.max_ns}
+
+
+# The histogram layout shared by every pool: bucket i holds [lower, upper) ns.
+HIST_BUCKET_LOWER_NS = tuple(rp_hist_bucket_lower(i) for i in range(RP_HIST_BUCKETS))
+HIST_BUCKET_UPPER_NS = tuple(rp_hist_bucket_upper(i) for i in range(RP_HIST_BUCKETS))
+
+
+def _hist_bucket(uint64_t ns):
+    """The bucket index a duration (ns) is recorded in (for tests)."""
+    return rp_hist_bucket(ns)
 
 
 # Set by the exit hook (pool.py) once pools have been shut down for exit.

@@ -20,6 +20,18 @@ cdef extern from "rp_sys.h" nogil:
     void rp_cpu_relax()
     unsigned rp_cpu_count()
 
+cdef extern from "rp_stats.h" nogil:
+    enum:
+        RP_HIST_BUCKETS
+    ctypedef struct rp_hist_snapshot:
+        uint64_t counts[RP_HIST_BUCKETS]
+        uint64_t count
+        uint64_t sum_ns
+        uint64_t max_ns
+    unsigned rp_hist_bucket(uint64_t ns)
+    uint64_t rp_hist_bucket_lower(unsigned index)
+    uint64_t rp_hist_bucket_upper(unsigned index)
+
 cdef extern from "rp_pool.h" nogil:
     ctypedef struct rp_pool:
         pass
@@ -31,6 +43,7 @@ cdef extern from "rp_pool.h" nogil:
         RP_OUTCOME_COMPLETED
         RP_OUTCOME_FAILED
         RP_OUTCOME_CANCELLED
+        RP_OUTCOME_RAISED
     enum:
         RP_DISCARD_CANCELLED
         RP_DISCARD_SHUTDOWN
@@ -65,6 +78,7 @@ cdef extern from "rp_pool.h" nogil:
         int64_t spin_ns
         size_t stack_size
         const char *name
+        int metrics
         const rp_pool_hooks *hooks
         void *hooks_ctx
 
@@ -74,8 +88,10 @@ cdef extern from "rp_pool.h" nogil:
 
     ctypedef struct rp_pool_stats:
         uint64_t submitted
+        uint64_t started
         uint64_t completed
         uint64_t failed
+        uint64_t panics
         uint64_t cancelled
         uint64_t rejected
         uint64_t queued
@@ -100,6 +116,7 @@ cdef extern from "rp_pool.h" nogil:
     int rp_pool_resize(rp_pool *p, unsigned min_workers, unsigned max_workers)
     void rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
     uint64_t rp_pool_queued(rp_pool *p)
+    void rp_pool_latency(rp_pool *p, rp_hist_snapshot *queue_wait, rp_hist_snapshot *run_time)
     void rp_pool_release(rp_pool *p)
     int rp_task_cancel(rp_task *t)
     unsigned rp_worker_index(const rp_worker *w)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ringpool import _core
 from ringpool._core import Future
 from ringpool.errors import PoolClosed
-from ringpool.stats import PoolStats
+from ringpool.stats import LatencyHistogram, PoolStats
 
 __all__ = ["Pool", "Future"]
 
@@ -88,7 +88,9 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
       thread;
     - ``log_unretrieved``: log (ERROR, logger ``ringpool``) a task's exception
       when its future is garbage-collected without anyone having called
-      ``result()``/``exception()`` or added a done-callback (default ``True``).
+      ``result()``/``exception()`` or added a done-callback (default ``True``);
+    - ``metrics``: record queue-wait and run-time histograms (two clock reads
+      per task; default ``True``).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         name: str | None = None,
         stack_size: int = 0,
         log_unretrieved: bool = True,
+        metrics: bool = True,
     ) -> None:
         if workers is not None:
             if max_workers is not None:
@@ -158,6 +161,7 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
             propagate_context=bool(propagate_context),
             stack_size=stack_size,
             log_unretrieved=bool(log_unretrieved),
+            metrics=bool(metrics),
         )
         _pools.add(self)
 
@@ -180,8 +184,15 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         )
 
     def stats(self) -> PoolStats:
-        """An immutable snapshot of the pool's counters and gauges."""
-        return PoolStats.from_native(self._name, self._stats_native(), time.monotonic() - self._started_at)
+        """An immutable snapshot: counters, gauges and the queue-wait and
+        run-time latency histograms (merged from per-worker shards now)."""
+        raw = self._stats_native()
+        qw, rt = self._latency_native()
+        lo, hi = _core.HIST_BUCKET_LOWER_NS, _core.HIST_BUCKET_UPPER_NS
+        return PoolStats.from_native(
+            self._name, raw, time.monotonic() - self._started_at,
+            LatencyHistogram.from_native(qw, lo, hi), LatencyHistogram.from_native(rt, lo, hi),
+        )
 
     # -- submission ------------------------------------------------------------
     def schedule(
