@@ -63,9 +63,10 @@ struct rp_pool {
     _Alignas(RP_CACHELINE) _Atomic uint64_t pending;
     /* Written by every submit, striped by submitting thread. */
     submit_stripe submitted[SUBMIT_STRIPES];
-    /* Written when workers go idle or busy. */
+    /* Written when workers go idle or busy: workers spinning or parked. */
     _Alignas(RP_CACHELINE) _Atomic unsigned idle;
     _Atomic unsigned space_waiters; /* submitters queued in submit_wait */
+    _Atomic unsigned spinners;      /* idle workers spinning before they park */
 
     _Alignas(RP_CACHELINE) rp_ring ring;
     size_t capacity; /* 0: unbounded; read-only */
@@ -102,6 +103,7 @@ struct rp_pool {
     /* Configuration (read-only after create). */
     int64_t keep_alive_ns;
     int64_t spin_ns;
+    unsigned max_spinners; /* half the CPUs: more spinners only steal CPU */
     int metrics;
     size_t stack_size;
     char name[32];
@@ -111,6 +113,7 @@ struct rp_pool {
 
 typedef struct space_waiter {
     struct space_waiter *next;
+    int suspended; /* inside its check callback: keeps its place, lets others by */
 } space_waiter;
 
 static _Thread_local rp_worker *tls_worker;
@@ -287,18 +290,14 @@ unreserve(rp_pool *p)
     atomic_fetch_sub_explicit(&p->pending, 1, memory_order_seq_cst);
 }
 
-/* After a push: wake a parked worker, or start one if none is idle. */
+/* Starts a worker if none is idle and the pool may grow. */
 static void
-wake_or_spawn(rp_pool *p)
+spawn_if_needed(rp_pool *p)
 {
-    /* seq_cst: pairs with a worker's seq_cst increment of idle before it
-     * re-checks pending (worker_main) and with the decrement in try_retire.
-     * Either we see the idle worker, or it sees our reservation. */
-    if (atomic_load_explicit(&p->idle, memory_order_seq_cst) != 0) {
-        rp_park_notify_one(&p->work_park);
-        return;
-    }
-    if (atomic_load_explicit(&p->live, memory_order_relaxed) >=
+    /* seq_cst: pairs with try_retire's seq_cst decrements of idle and live
+     * followed by its seq_cst load of pending: either we see the retiree
+     * gone (and may start a worker) or it sees our task (and stays). */
+    if (atomic_load_explicit(&p->live, memory_order_seq_cst) >=
         atomic_load_explicit(&p->max_workers, memory_order_relaxed))
         return;
     rp_mutex_lock(&p->workers_mutex);
@@ -310,18 +309,58 @@ wake_or_spawn(rp_pool *p)
     rp_mutex_unlock(&p->workers_mutex);
 }
 
+/* After a push: wake a parked worker, or start one if none is idle. */
+static void
+wake_or_spawn(rp_pool *p)
+{
+    /* seq_cst: pairs with a worker's seq_cst increment of idle before it
+     * re-checks pending (worker_main), and with try_retire. */
+    if (atomic_load_explicit(&p->idle, memory_order_seq_cst) != 0)
+        rp_park_notify_one(&p->work_park); /* free unless a worker is parked */
+    else
+        spawn_if_needed(p);
+}
+
+/* No worker is live (min_workers 0, all expired): start one before the push,
+ * so a task is never accepted that no thread can run. *started says whether
+ * this call started it. */
+static int
+ensure_worker(rp_pool *p, int *started)
+{
+    int rc = RP_OK;
+    rp_mutex_lock(&p->workers_mutex);
+    if (atomic_load_explicit(&p->live, memory_order_seq_cst) == 0) {
+        rc = start_worker_locked(p);
+        *started = rc == RP_OK;
+    }
+    rp_mutex_unlock(&p->workers_mutex);
+    return rc;
+}
+
 static int
 submit_reserved(rp_pool *p, rp_task *t)
 {
+    int started = 0, rc;
+    if (RP_UNLIKELY(atomic_load_explicit(&p->live, memory_order_seq_cst) == 0)) {
+        rc = ensure_worker(p, &started);
+        if (rc != RP_OK) {
+            unreserve(p);
+            return rc;
+        }
+    }
     atomic_store_explicit(&t->state, RP_TASK_QUEUED, memory_order_relaxed);
     t->submit_ns = p->metrics ? rp_now_ns() : 0;
-    int rc = queue_push(p, t);
+    /* Counted before the push, so a snapshot never shows a task completed
+     * that was not yet submitted. */
+    atomic_fetch_add_explicit(&p->submitted[my_stripe()].n, 1, memory_order_relaxed);
+    rc = queue_push(p, t);
     if (RP_UNLIKELY(rc != RP_OK)) {
+        atomic_fetch_sub_explicit(&p->submitted[my_stripe()].n, 1, memory_order_relaxed);
         unreserve(p);
         return rc;
     }
-    atomic_fetch_add_explicit(&p->submitted[my_stripe()].n, 1, memory_order_relaxed);
-    wake_or_spawn(p);
+    if (!started)
+        wake_or_spawn(p);
     return RP_OK;
 }
 
@@ -333,15 +372,18 @@ rp_pool_submit(rp_pool *p, rp_task *t)
         atomic_load_explicit(&p->space_waiters, memory_order_seq_cst) != 0) {
         if (atomic_load_explicit(&p->pending, memory_order_relaxed) & CLOSED_BIT)
             return RP_ESHUTDOWN;
-        atomic_fetch_add_explicit(&p->rejected, 1, memory_order_relaxed);
         return RP_EFULL;
     }
     int rc = reserve(p);
     if (rc == RP_OK)
         return submit_reserved(p, t);
-    if (rc == RP_EFULL)
-        atomic_fetch_add_explicit(&p->rejected, 1, memory_order_relaxed);
     return rc;
+}
+
+void
+rp_pool_count_rejected(rp_pool *p)
+{
+    atomic_fetch_add_explicit(&p->rejected, 1, memory_order_relaxed);
 }
 
 static void
@@ -355,6 +397,24 @@ space_notify(rp_pool *p)
 int
 rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns)
 {
+    return rp_pool_submit_wait_ex(p, t, deadline_ns, 0, NULL, NULL);
+}
+
+/* The first waiter that is not suspended in its check callback: the only
+ * one allowed to reserve. Caller holds space_mutex. */
+static space_waiter *
+space_first_active(rp_pool *p)
+{
+    space_waiter *w = p->space_head;
+    while (w != NULL && w->suspended)
+        w = w->next;
+    return w;
+}
+
+int
+rp_pool_submit_wait_ex(rp_pool *p, rp_task *t, int64_t deadline_ns, int64_t check_every_ns,
+                       rp_wait_check_fn check, void *check_arg)
+{
     if (p->capacity == 0)
         return rp_pool_submit(p, t);
     if (atomic_load_explicit(&p->space_waiters, memory_order_seq_cst) == 0) {
@@ -364,10 +424,14 @@ rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns)
         if (rc != RP_EFULL)
             return rc;
     }
-    /* Slow path: join the FIFO of waiting submitters. Only the head may
-     * reserve, so a submitter that arrived earlier always gets in first. */
+    /* Slow path: join the FIFO of waiting submitters. Only the first active
+     * waiter may reserve, so a submitter that arrived earlier always gets in
+     * first. A waiter inside its check callback is suspended: it keeps its
+     * place, and the next one may go meanwhile (the callback may itself
+     * submit, e.g. from a signal handler, and must not wait for its caller). */
     int64_t start = rp_now_ns();
-    space_waiter me = {NULL};
+    int64_t next_check = check ? start + check_every_ns : -1;
+    space_waiter me = {NULL, 0};
     int rc;
     rp_mutex_lock(&p->space_mutex);
     if (p->space_tail)
@@ -381,7 +445,7 @@ rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns)
      * space_mutex, so not before we wait), or we see its decrement. */
     atomic_fetch_add_explicit(&p->space_waiters, 1, memory_order_seq_cst);
     for (;;) {
-        if (p->space_head == &me) {
+        if (space_first_active(p) == &me) {
             rc = reserve(p);
             if (rc != RP_EFULL)
                 break;
@@ -389,11 +453,30 @@ rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns)
             rc = RP_ESHUTDOWN;
             break;
         }
-        if (rp_cond_wait_until(&p->space_cond, &p->space_mutex, deadline_ns) == RP_ETIMEDOUT) {
-            rc = p->space_head == &me ? reserve(p) : RP_EFULL;
+        int64_t until = deadline_ns;
+        if (next_check >= 0 && (until < 0 || next_check < until))
+            until = next_check;
+        if (rp_cond_wait_until(&p->space_cond, &p->space_mutex, until) != RP_ETIMEDOUT)
+            continue;
+        int64_t now = rp_now_ns();
+        if (deadline_ns >= 0 && now >= deadline_ns) {
+            rc = space_first_active(p) == &me ? reserve(p) : RP_EFULL;
             if (rc == RP_EFULL)
                 rc = RP_ETIMEDOUT;
             break;
+        }
+        if (next_check >= 0 && now >= next_check) {
+            me.suspended = 1;
+            rp_cond_broadcast(&p->space_cond); /* someone else may be first now */
+            rp_mutex_unlock(&p->space_mutex);
+            int stop = check(check_arg);
+            rp_mutex_lock(&p->space_mutex);
+            me.suspended = 0;
+            if (stop) {
+                rc = RP_EINTR;
+                break;
+            }
+            next_check = rp_now_ns() + check_every_ns;
         }
     }
     /* Leave the FIFO; the new head must re-try, so wake everyone. */
@@ -416,7 +499,7 @@ rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns)
     if (rc == RP_OK)
         return submit_reserved(p, t);
     if (rc == RP_ETIMEDOUT)
-        atomic_fetch_add_explicit(&p->rejected, 1, memory_order_relaxed);
+        rp_pool_count_rejected(p);
     return rc;
 }
 
@@ -441,7 +524,7 @@ rp_worker *rp_worker_current(void) { return tls_worker; }
 
 /* Runs or discards one popped task and accounts for it. */
 static void
-run_one(rp_pool *p, rp_worker *w, rp_task *t)
+run_one(rp_pool *p, rp_worker *w, rp_task *t, int64_t *last_end_ns)
 {
     int expected = RP_TASK_QUEUED;
     if (RP_UNLIKELY(atomic_load_explicit(&p->pending, memory_order_relaxed) & DISCARD_BIT)) {
@@ -466,13 +549,17 @@ run_one(rp_pool *p, rp_worker *w, rp_task *t)
     bump(&w->started);
     int64_t start = 0, submitted_at = t->submit_ns;
     if (p->metrics) {
-        start = rp_now_ns();
+        /* One clock read per task on the worker: back to back, the end of
+         * the previous task is this one's start (the pop in between is
+         * counted as queue wait). */
+        start = *last_end_ns ? *last_end_ns : rp_now_ns();
         rp_hist_record(&w->queue_wait, (uint64_t)(start > submitted_at ? start - submitted_at : 0));
     }
     int outcome = t->ops->run(t, w); /* t may be freed from here on */
     if (p->metrics) {
         int64_t end = rp_now_ns();
         rp_hist_record(&w->run_time, (uint64_t)(end > start ? end - start : 0));
+        *last_end_ns = end;
     }
     atomic_store_explicit(&w->running, 0, memory_order_relaxed);
     if (RP_LIKELY(outcome == RP_OUTCOME_COMPLETED)) {
@@ -502,33 +589,38 @@ work_ready(void *arg)
            atomic_load_explicit(&p->max_workers, memory_order_seq_cst);
 }
 
-/* Decides, under workers_mutex, whether an idle worker may exit now.
- * keep_alive: the idle timeout fired (exit only above min_workers, and only
- * if no task arrived meanwhile); otherwise the pool is above max_workers. */
+/* Decides, under workers_mutex, whether a worker may exit now.
+ * keep_alive: its idle timeout fired (exit only above min_workers, and only if
+ * its idleness was not promised to a submit and no task arrived); otherwise
+ * the pool is above max_workers (resize) and it leaves after its task. */
 static int
-try_retire(rp_pool *p, int keep_alive)
+try_retire(rp_pool *p, int keep_alive, int is_idle)
 {
     int ok = 0;
     rp_mutex_lock(&p->workers_mutex);
     unsigned live = atomic_load_explicit(&p->live, memory_order_relaxed);
-    if (keep_alive ? live > atomic_load_explicit(&p->min_workers, memory_order_relaxed)
-                   : live > atomic_load_explicit(&p->max_workers, memory_order_relaxed)) {
-        ok = 1;
-        if (keep_alive) {
-            /* seq_cst: stop counting as idle, then look for work. Pairs with
-             * the submitter's reservation followed by its seq_cst load of idle
-             * in wake_or_spawn: either it sees us gone (and spawns) or we see
-             * its task (and stay). */
+    if (keep_alive) {
+        if (live > atomic_load_explicit(&p->min_workers, memory_order_relaxed)) {
+            /* seq_cst: stop counting as idle and as live, then look for work.
+             * Pairs with the submitter's reservation followed by its seq_cst
+             * loads of idle and live (wake_or_spawn, spawn_if_needed): it sees
+             * us gone (and starts a worker, under this mutex) or we see its
+             * task (and stay). */
             atomic_fetch_sub_explicit(&p->idle, 1, memory_order_seq_cst);
+            atomic_fetch_sub_explicit(&p->live, 1, memory_order_seq_cst);
             if (count_of(atomic_load_explicit(&p->pending, memory_order_seq_cst)) != 0) {
+                atomic_fetch_add_explicit(&p->live, 1, memory_order_seq_cst);
                 atomic_fetch_add_explicit(&p->idle, 1, memory_order_seq_cst);
-                ok = 0;
+            } else {
+                ok = 1;
             }
-        } else {
-            atomic_fetch_sub_explicit(&p->idle, 1, memory_order_seq_cst);
         }
-        if (ok)
-            atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
+    } else if (live > atomic_load_explicit(&p->max_workers, memory_order_relaxed)) {
+        /* Others remain (max_workers >= 1), so the queue is still served. */
+        if (is_idle)
+            atomic_fetch_sub_explicit(&p->idle, 1, memory_order_seq_cst);
+        atomic_fetch_sub_explicit(&p->live, 1, memory_order_seq_cst);
+        ok = 1;
     }
     rp_mutex_unlock(&p->workers_mutex);
     return ok;
@@ -541,7 +633,7 @@ worker_main(void *arg)
     rp_pool *p = w->pool;
     int is_idle = 0, counted_live = 1;
     unsigned waits = 0;
-    int64_t idle_since = 0;
+    int64_t idle_since = 0, last_end_ns = 0;
     tls_worker = w;
     {
         char tname[48];
@@ -556,20 +648,23 @@ worker_main(void *arg)
         rp_task *t = queue_pop(p);
         if (t != NULL) {
             if (is_idle) {
-                atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
+                atomic_fetch_sub_explicit(&p->idle, 1, memory_order_seq_cst);
                 is_idle = 0;
             }
-            run_one(p, w, t);
+            /* More tasks queued behind this one: pass the wake-up on, so a
+             * burst submitted onto fewer idle workers than tasks wakes or
+             * starts one worker per task (up to max_workers) instead of
+             * queueing behind tasks that may block. Cheap when the pool is
+             * saturated: live == max_workers ends it. */
+            if (count_of(atomic_load_explicit(&p->pending, memory_order_relaxed)) != 0)
+                wake_or_spawn(p);
+            run_one(p, w, t, &last_end_ns);
             /* resize() shrank the pool: retire after the current task. */
             if (RP_UNLIKELY(atomic_load_explicit(&p->live, memory_order_relaxed) >
-                            atomic_load_explicit(&p->max_workers, memory_order_relaxed))) {
-                atomic_fetch_add_explicit(&p->idle, 1, memory_order_seq_cst);
-                is_idle = 1;
-                if (try_retire(p, 0)) {
-                    is_idle = 0;
-                    counted_live = 0;
-                    break;
-                }
+                            atomic_load_explicit(&p->max_workers, memory_order_relaxed)) &&
+                try_retire(p, 0, 0)) {
+                counted_live = 0;
+                break;
             }
             continue;
         }
@@ -586,6 +681,7 @@ worker_main(void *arg)
                 rp_cpu_relax();
             continue;
         }
+        last_end_ns = 0; /* the next start needs its own clock read */
         if (!is_idle) {
             /* seq_cst: announce idleness, then look again (the loop does).
              * Pairs with the seq_cst load of idle in wake_or_spawn. */
@@ -598,7 +694,7 @@ worker_main(void *arg)
         }
         if (atomic_load_explicit(&p->live, memory_order_relaxed) >
             atomic_load_explicit(&p->max_workers, memory_order_relaxed)) {
-            if (try_retire(p, 0)) {
+            if (try_retire(p, 0, 1)) {
                 is_idle = 0;
                 counted_live = 0;
                 break;
@@ -607,15 +703,25 @@ worker_main(void *arg)
         /* Brief spin: a task that arrives now costs no wake-up syscall. The
          * clock is read once per 32 pauses (a pause is 10-40 ns). */
         int arrived = 0;
-        if (p->spin_ns > 0) {
+        /* At most max_spinners spin at once (as Go limits spinning threads):
+         * one spinner already catches the next task; more would only take
+         * CPU from the threads doing work. Spinners yield now and then, so
+         * on an oversubscribed machine they give way to runnable threads. */
+        if (p->spin_ns > 0 &&
+            atomic_fetch_add_explicit(&p->spinners, 1, memory_order_relaxed) < p->max_spinners) {
             int64_t spin_end = rp_now_ns() + p->spin_ns;
+            unsigned rounds = 0;
             do {
                 for (int i = 0; i < 32 && !arrived; i++) {
                     arrived = atomic_load_explicit(&p->pending, memory_order_relaxed) != 0;
                     rp_cpu_relax();
                 }
+                if (++rounds % 8 == 0)
+                    rp_thread_yield();
             } while (!arrived && rp_now_ns() < spin_end);
         }
+        if (p->spin_ns > 0)
+            atomic_fetch_sub_explicit(&p->spinners, 1, memory_order_relaxed);
         if (arrived)
             continue;
         int64_t deadline = -1;
@@ -624,7 +730,7 @@ worker_main(void *arg)
                 atomic_load_explicit(&p->min_workers, memory_order_relaxed))
             deadline = idle_since + p->keep_alive_ns;
         if (rp_park_sleep(&p->work_park, work_ready, p, deadline) == RP_ETIMEDOUT &&
-            try_retire(p, 1)) {
+            try_retire(p, 1, 1)) {
             is_idle = 0;
             counted_live = 0;
             break;
@@ -757,6 +863,7 @@ rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
     atomic_init(&p->refs, 1);
     p->keep_alive_ns = cfg->keep_alive_ns;
     p->spin_ns = cfg->spin_ns;
+    p->max_spinners = rp_cpu_count() / 2 ? rp_cpu_count() / 2 : 1;
     p->metrics = cfg->metrics;
     p->stack_size = cfg->stack_size;
     snprintf(p->name, sizeof p->name, "%s", cfg->name ? cfg->name : "ringpool");

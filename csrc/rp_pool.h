@@ -14,7 +14,8 @@
  * rp_pool_release may be called once, by the owner.
  *
  * Workers. Between min_workers and max_workers. A worker starts when a task is
- * submitted while no worker is idle and fewer than max_workers are live; one
+ * submitted while no idle worker is left unpromised (each idle worker absorbs
+ * one submit, as in ThreadPoolExecutor) and fewer than max_workers are live; one
  * above min_workers that stays idle for keep_alive ends its thread (joined by
  * the next spawn, by join, or by release). Each worker loops: pop, run,
  * account, and when the queue is empty call hooks->worker_idle, spin briefly
@@ -64,7 +65,7 @@ struct rp_task {
     const rp_task_ops *ops; /* set by the caller */
     void *data;             /* the caller's; the engine never reads it */
     _Atomic int state;      /* RP_TASK_*: set to QUEUED by submit */
-    int64_t submit_ns;      /* set by submit: rp_now_ns() */
+    int64_t submit_ns;      /* set by submit: rp_now_ns() when metrics are on, else 0 */
 };
 
 typedef struct rp_pool_hooks {
@@ -108,7 +109,8 @@ typedef struct rp_pool_stats {
     uint64_t failed;      /* ran, outcome FAILED or RAISED */
     uint64_t panics;      /* ran, outcome RAISED */
     uint64_t cancelled;   /* discarded, or ran with outcome CANCELLED */
-    uint64_t rejected;    /* refused by a full bounded queue (submit returned RP_EFULL/RP_ETIMEDOUT) */
+    uint64_t rejected;    /* refused by a full bounded queue: submit_wait time-outs, and
+                           * refusals reported with rp_pool_count_rejected */
     uint64_t queued;      /* accepted, not yet popped */
     uint64_t running;     /* popped, not yet accounted */
     unsigned live_workers, idle_workers, peak_workers;
@@ -132,6 +134,16 @@ RP_API int rp_pool_submit(rp_pool *p, rp_task *t);
  * RP_ESHUTDOWN when the pool closes meanwhile. Submitters get in first come,
  * first served. Call it with the GIL released. */
 RP_API int rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns);
+
+/* Called by rp_pool_submit_wait_ex every check_every_ns while it waits, with
+ * no lock held; a non-zero return abandons the wait (RP_EINTR). The waiter
+ * keeps its place in line meanwhile, but does not hold up the others. */
+typedef int (*rp_wait_check_fn)(void *arg);
+RP_API int rp_pool_submit_wait_ex(rp_pool *p, rp_task *t, int64_t deadline_ns,
+                                  int64_t check_every_ns, rp_wait_check_fn check, void *arg);
+/* Counts a submit the caller gave up on after RP_EFULL (the engine counts
+ * submit_wait's own time-outs). */
+RP_API void rp_pool_count_rejected(rp_pool *p);
 
 /* Stops accepting tasks and wakes every worker; with DISCARD, every queued
  * task is handed to ops->discard before this returns (from this thread or a

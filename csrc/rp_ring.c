@@ -25,6 +25,8 @@ rp_ring_init(rp_ring *r, size_t capacity)
 {
     if (capacity < 2 || (capacity & (capacity - 1)) != 0)
         return RP_EINVAL;
+    if (capacity > SIZE_MAX / sizeof *r->cells)
+        return RP_ENOMEM;
     r->cells = malloc(capacity * sizeof *r->cells);
     if (r->cells == NULL)
         return RP_ENOMEM;

@@ -17,7 +17,8 @@ typedef enum rp_status {
     RP_EINVAL = -5,     /* an argument is out of range */
     RP_ETHREAD = -6,    /* a thread could not be created */
     RP_ETIMEDOUT = -7,  /* a timed wait ran out */
-    RP_EDEADLK = -8     /* the call would wait for the calling thread itself */
+    RP_EDEADLK = -8,    /* the call would wait for the calling thread itself */
+    RP_EINTR = -9       /* a wait was abandoned by its check callback */
 } rp_status;
 
 RP_API const char *rp_strerror(int status);

@@ -22,6 +22,7 @@ rp_strerror(int status)
     case RP_ETHREAD: return "cannot start a thread";
     case RP_ETIMEDOUT: return "timed out";
     case RP_EDEADLK: return "would wait for the calling thread";
+    case RP_EINTR: return "wait interrupted";
     default: return "unknown error";
     }
 }

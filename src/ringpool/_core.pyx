@@ -104,37 +104,35 @@ class Future(_cf.Future):
         self._guard = None     # an _ExcGuard while a failure is unretrieved
 
     # -- lazily built stdlib internals ------------------------------------
+    # No lock here: the stdlib reads _waiters while holding this future's
+    # lock (a non-reentrant one), and these bodies contain no call that can
+    # switch threads between the check and the store, so under the GIL the
+    # check-and-publish is atomic (the free-threading audit notes it).
     @property
     def _condition(self):
         cond = self._cond
         if cond is None:
-            with self._lock:
-                cond = self._cond
-                if cond is None:
-                    _gc_track(self)
-                    cond = self._cond = _threading.Condition(self._lock)
+            new = _threading.Condition(self._lock)  # may switch threads: before the check
+            cond = self._cond
+            if cond is None:
+                _gc_track(self)
+                cond = self._cond = new
         return cond
 
     @property
     def _waiters(self):
         waiters = self._waiters_list
         if waiters is None:
-            with self._lock:
-                waiters = self._waiters_list
-                if waiters is None:
-                    _gc_track(self)
-                    waiters = self._waiters_list = []
+            _gc_track(self)
+            waiters = self._waiters_list = []
         return waiters
 
     @property
     def _done_callbacks(self):
         cbs = self._callbacks
         if cbs is None:
-            with self._lock:
-                cbs = self._callbacks
-                if cbs is None:
-                    _gc_track(self)
-                    cbs = self._callbacks = []
+            _gc_track(self)
+            cbs = self._callbacks = []
         return cbs
 
     def __repr__(self):
@@ -410,12 +408,15 @@ cdef class _WorkerCtx:
         self.initargs = ()
 
     cdef int worker_started(self, unsigned index, worker_state *ws) except -1:
+        """Python-side start of a worker: 0 when it may run tasks, 1 when its
+        initializer failed (the pool is broken and this worker's state undone)."""
         global _live_workers
         thread = _WorkerThread("%s_%d" % (self.prefix, index))
         Py_INCREF(thread)
         ws.thread = <PyObject*>thread
         with _live_cond:
             _live_workers += 1
+            ws.counted = 1
         if self.initializer is not None:
             try:
                 self.initializer(*self.initargs)
@@ -424,11 +425,12 @@ cdef class _WorkerCtx:
                                 extra={"pool": self.name, "worker": thread.name})
                 self.worker_stopped(ws)
                 self.break_pool("A thread initializer failed, the pool is not usable anymore")
-                return -1
+                return 1
         LOGGER.debug("worker %s started", thread.name, extra={"pool": self.name, "worker": thread.name})
         return 0
 
     cdef void worker_stopped(self, worker_state *ws) noexcept:
+        """Undo worker_started (idempotent)."""
         global _live_workers
         cdef object thread
         if ws.thread != NULL:
@@ -442,9 +444,11 @@ cdef class _WorkerCtx:
                         del _threading._active[thread.ident]
             except BaseException:
                 _unraisable("ringpool worker exit")
-        with _live_cond:
-            _live_workers -= 1
-            _live_cond.notify_all()
+        if ws.counted:
+            ws.counted = 0
+            with _live_cond:
+                _live_workers -= 1
+                _live_cond.notify_all()
 
     cdef void break_pool(self, str why) noexcept:
         if self.broken is None:
@@ -488,16 +492,18 @@ cdef int _hook_worker_start(void *ctx, rp_worker *w, void **local) noexcept nogi
 
 cdef int _worker_start_gil(void *ctx, unsigned index, worker_state *ws) noexcept with gil:
     cdef _WorkerCtx c = <_WorkerCtx>ctx
+    cdef int rc
+    Py_INCREF(c)  # the worker's reference, dropped in _hook_worker_stop
     try:
-        Py_INCREF(c)  # the worker's reference, dropped in _hook_worker_stop
-        if c.worker_started(index, ws) != 0:
-            Py_DECREF(c)
-            return -1
-        return 0
+        rc = c.worker_started(index, ws)
     except BaseException:
-        Py_DECREF(c)
         _unraisable("ringpool worker start")
+        c.worker_stopped(ws)
+        rc = -1
+    if rc != 0:
+        Py_DECREF(c)
         return -1
+    return 0
 
 
 cdef void _hook_worker_idle(void *ctx, rp_worker *w) noexcept nogil:
@@ -672,8 +678,10 @@ cdef void _spin_until_done(_PyTask task, int64_t max_ns) noexcept:
     cdef rp_task *hdr = &task.hdr
     cdef int64_t end
     cdef int i, st
+    cdef unsigned rounds
     with nogil:
         end = rp_now_ns() + max_ns
+        rounds = 0
         while True:
             for i in range(32):
                 st = hdr.state  # an atomic (seq_cst) load: hdr.state is _Atomic
@@ -682,6 +690,9 @@ cdef void _spin_until_done(_PyTask task, int64_t max_ns) noexcept:
                 rp_cpu_relax()
             if rp_now_ns() >= end:
                 return
+            rounds += 1
+            if rounds % 8 == 0:
+                rp_thread_yield()  # let the worker have the CPU on a busy machine
 
 
 cdef rp_task_ops PY_TASK_OPS
@@ -734,18 +745,34 @@ cdef inline int64_t _slice_end(int64_t deadline) noexcept nogil:
     return s if deadline < 0 or s < deadline else deadline
 
 
+cdef int _signal_check(void *arg) noexcept nogil:
+    return _signal_check_gil(arg)
+
+
+cdef int _signal_check_gil(void *arg) noexcept with gil:
+    # Runs Python signal handlers while the blocked submitter keeps its place
+    # in line; a handler that raises (Ctrl-C) abandons the wait.
+    try:
+        PyErr_CheckSignals()
+    except BaseException as exc:
+        (<list>arg).append(exc)
+        return 1
+    return 0
+
+
 cdef int _wait_interruptibly(rp_pool *p, rp_task *t, int64_t deadline) except? -100:
     cdef int rc
+    cdef list raised
     if PyThread_get_thread_ident() != _main_ident:
         with nogil:
             rc = rp_pool_submit_wait(p, t, deadline)
         return rc
-    while True:
-        with nogil:
-            rc = rp_pool_submit_wait(p, t, _slice_end(deadline))
-        if rc != RP_ETIMEDOUT or (deadline >= 0 and rp_now_ns() >= deadline):
-            return rc
-        PyErr_CheckSignals()
+    raised = []
+    with nogil:
+        rc = rp_pool_submit_wait_ex(p, t, deadline, SIGNAL_SLICE_NS, _signal_check, <void*>raised)
+    if rc == RP_EINTR and raised:
+        raise raised[0]
+    return rc
 
 
 cdef int _join_interruptibly(rp_pool *p, int64_t deadline) except? -100:
@@ -921,6 +948,8 @@ cdef class NativePool:
         fut._task = None
         if rc == RP_ESHUTDOWN:
             self._raise_closed()
+        if rc == RP_EFULL:
+            rp_pool_count_rejected(self.pool)  # refused for good (time-outs: the engine counts)
         if on_full == ON_FULL_CALLER_RUNS:
             return self._run_inline(task, fut)
         if rc == RP_EFULL or rc == RP_ETIMEDOUT:
@@ -1024,6 +1053,9 @@ cdef class NativePool:
 
     def _on_full_code(self):
         return self.on_full
+
+    def _submit_timeout_default(self):
+        return self.submit_timeout
 
     def _shutdown_started(self):
         return self.shutdown_started

@@ -13,11 +13,13 @@ cdef extern from "rp_status.h" nogil:
         RP_ETHREAD
         RP_ETIMEDOUT
         RP_EDEADLK
+        RP_EINTR
     const char *rp_strerror(int status)
 
 cdef extern from "rp_sys.h" nogil:
     int64_t rp_now_ns()
     void rp_cpu_relax()
+    void rp_thread_yield()
     unsigned rp_cpu_count()
 
 cdef extern from "rp_stats.h" nogil:
@@ -111,6 +113,10 @@ cdef extern from "rp_pool.h" nogil:
     int rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
     int rp_pool_submit(rp_pool *p, rp_task *t)
     int rp_pool_submit_wait(rp_pool *p, rp_task *t, int64_t deadline_ns)
+    ctypedef int (*rp_wait_check_fn)(void *arg) noexcept nogil
+    int rp_pool_submit_wait_ex(rp_pool *p, rp_task *t, int64_t deadline_ns,
+                               int64_t check_every_ns, rp_wait_check_fn check, void *arg)
+    void rp_pool_count_rejected(rp_pool *p)
     int rp_pool_shutdown(rp_pool *p, rp_shutdown_mode mode)
     int rp_pool_join(rp_pool *p, int64_t deadline_ns)
     int rp_pool_resize(rp_pool *p, unsigned min_workers, unsigned max_workers)

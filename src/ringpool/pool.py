@@ -212,9 +212,11 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         else:
             raise ValueError(f"on_full must be one of {sorted(_ON_FULL)}, got {on_full!r}")
         timeout = _check_seconds("submit_timeout", submit_timeout)
+        if timeout is None:
+            timeout = self._submit_timeout_default()  # the pool's (< 0: no limit)
         if kwargs is not None and not isinstance(kwargs, dict):
             raise TypeError("kwargs must be a dict or None")
-        return self._schedule(fn, tuple(args), kwargs, policy, -1.0 if timeout is None else timeout)
+        return self._schedule(fn, tuple(args), kwargs, policy, timeout)
 
     @property
     def on_full_policy(self) -> int:
