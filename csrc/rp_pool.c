@@ -159,17 +159,6 @@ atomic_max_u64(_Atomic uint64_t *m, uint64_t v)
     }
 }
 
-/* Zeroed memory aligned for the cache-line-aligned members. */
-static void *
-aligned_zalloc(size_t size)
-{
-    size = (size + RP_CACHELINE - 1) / RP_CACHELINE * RP_CACHELINE;
-    void *m = aligned_alloc(RP_CACHELINE, size);
-    if (m != NULL)
-        memset(m, 0, size);
-    return m;
-}
-
 void
 rp_pool_config_init(rp_pool_config *cfg)
 {
@@ -780,7 +769,7 @@ out:
     rp_cond_broadcast(&p->workers_cond);
     rp_mutex_unlock(&p->workers_mutex);
     if (self_free)
-        free(w);
+        rp_aligned_free(w);
     pool_unref(p); /* may free the pool: nothing below touches it */
     return NULL;
 }
@@ -789,7 +778,7 @@ out:
 static int
 start_worker_locked(rp_pool *p)
 {
-    rp_worker *w = aligned_zalloc(sizeof *w);
+    rp_worker *w = rp_aligned_zalloc(RP_CACHELINE, sizeof *w);
     if (w == NULL)
         return RP_ENOMEM;
     w->pool = p;
@@ -802,7 +791,7 @@ start_worker_locked(rp_pool *p)
         p->live_list = w->next;
         atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&p->refs, 1, memory_order_relaxed);
-        free(w);
+        rp_aligned_free(w);
         return RP_ETHREAD;
     }
     if (live > p->peak)
@@ -821,7 +810,7 @@ reap_dead(rp_pool *p)
     while (dead) {
         rp_worker *next = dead->next;
         rp_thread_join(dead->thread);
-        free(dead);
+        rp_aligned_free(dead);
         dead = next;
     }
 }
@@ -836,7 +825,7 @@ rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
     if (cfg == NULL || out == NULL || cfg->max_workers < 1 || cfg->min_workers > cfg->max_workers ||
         cfg->queue_capacity > COUNT_MASK / 2)
         return RP_EINVAL;
-    rp_pool *p = aligned_zalloc(sizeof *p);
+    rp_pool *p = rp_aligned_zalloc(RP_CACHELINE, sizeof *p);
     if (p == NULL)
         return RP_ENOMEM;
     size_t ring_cap = cfg->ring_capacity ? cfg->ring_capacity : DEFAULT_RING_CAPACITY;
@@ -847,14 +836,14 @@ rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
     ring_cap = rp_ring_round_capacity(ring_cap);
     int rc = rp_ring_init(&p->ring, ring_cap);
     if (rc != RP_OK) {
-        free(p);
+        rp_aligned_free(p);
         return rc;
     }
     if (rp_park_init(&p->work_park) != RP_OK || rp_mutex_init(&p->ovf_mutex) != RP_OK ||
         rp_mutex_init(&p->space_mutex) != RP_OK || rp_cond_init(&p->space_cond) != RP_OK ||
         rp_mutex_init(&p->workers_mutex) != RP_OK || rp_cond_init(&p->workers_cond) != RP_OK) {
         rp_ring_destroy(&p->ring);
-        free(p);
+        rp_aligned_free(p);
         return RP_ENOMEM;
     }
     p->capacity = cfg->queue_capacity;
@@ -1050,7 +1039,7 @@ pool_free(rp_pool *p)
     rp_worker *dead = p->dead_list;
     while (dead) {
         rp_worker *next = dead->next;
-        free(dead); /* already joined or detached */
+        rp_aligned_free(dead); /* already joined or detached */
         dead = next;
     }
     rp_ring_destroy(&p->ring);
@@ -1061,7 +1050,7 @@ pool_free(rp_pool *p)
     rp_mutex_destroy(&p->space_mutex);
     rp_cond_destroy(&p->workers_cond);
     rp_mutex_destroy(&p->workers_mutex);
-    free(p);
+    rp_aligned_free(p);
     if (on_free)
         on_free(ctx);
 }
@@ -1094,7 +1083,7 @@ rp_pool_release(rp_pool *p)
     while (dead) {
         rp_worker *next = dead->next;
         rp_thread_join(dead->thread); /* exited: returns at once */
-        free(dead);
+        rp_aligned_free(dead);
         dead = next;
     }
     pool_unref(p);

@@ -3,6 +3,7 @@
 #include "rp_status.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -166,4 +167,20 @@ rp_cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (unsigned)n : 1u;
+}
+
+void *
+rp_aligned_zalloc(size_t align, size_t size)
+{
+    size = (size + align - 1) / align * align; /* C11: size a multiple of align */
+    void *m = aligned_alloc(align, size);
+    if (m != NULL)
+        memset(m, 0, size);
+    return m;
+}
+
+void
+rp_aligned_free(void *p)
+{
+    free(p);
 }

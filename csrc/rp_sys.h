@@ -55,4 +55,9 @@ void rp_sleep_ns(int64_t ns);
 
 unsigned rp_cpu_count(void);
 
+/* Zeroed memory aligned to `align` (a power of two), for structs with
+ * cache-line-aligned members; free it with rp_aligned_free. */
+void *rp_aligned_zalloc(size_t align, size_t size);
+void rp_aligned_free(void *p);
+
 #endif /* RP_SYS_H */
