@@ -15,6 +15,7 @@ from ringpool.errors import (
     TaskCancelled,
     TaskTimeout,
 )
+from ringpool._core import TaskInfo, TaskOutcome
 from ringpool.pool import Future, Pool
 from ringpool.stats import LatencyHistogram, PoolStats
 
@@ -25,6 +26,8 @@ __all__ = [
     "Future",
     "PoolStats",
     "LatencyHistogram",
+    "TaskInfo",
+    "TaskOutcome",
     "RingpoolError",
     "PoolClosed",
     "PoolOverloaded",

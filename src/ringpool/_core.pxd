@@ -27,6 +27,10 @@ cdef class _WorkerCtx:
     cdef public object broken     # None, or why the pool broke (BrokenPool message)
     cdef public object name       # the pool's name, for logs and errors
     cdef public bint log_unretrieved  # log failures nobody retrieved (see _ExcGuard)
+    cdef object before_task       # hook(TaskInfo) on the worker before each task, or None
+    cdef object after_task        # hook(TaskInfo, TaskOutcome) after each task, or None
+    cdef bint observed            # a hook is set: tasks take the slower observed path
+    cdef int failure_level        # logging level for task failures (0: never log them)
 
     cdef int worker_started(self, unsigned index, worker_state *ws) except -1
     cdef void worker_stopped(self, worker_state *ws) noexcept

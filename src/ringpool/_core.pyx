@@ -356,6 +356,45 @@ cdef str _task_name(fn):
         return "<task>"
 
 
+class TaskInfo(tuple):
+    """What before_task/after_task hooks see of a task (a named tuple):
+    pool name, worker thread name, task name, and fn/args/kwargs."""
+
+    __slots__ = ()
+    _fields = ("pool", "worker", "task", "fn", "args", "kwargs")
+
+    def __new__(cls, pool, worker, task, fn, args, kwargs):
+        return tuple.__new__(cls, (pool, worker, task, fn, args, kwargs))
+
+    pool = property(lambda self: self[0])
+    worker = property(lambda self: self[1])
+    task = property(lambda self: self[2])
+    fn = property(lambda self: self[3])
+    args = property(lambda self: self[4])
+    kwargs = property(lambda self: self[5])
+
+    def __repr__(self):
+        return "TaskInfo(pool=%r, worker=%r, task=%r)" % (self[0], self[1], self[2])
+
+
+class TaskOutcome(tuple):
+    """How a task ended, for after_task: ok, result, exception, duration_s."""
+
+    __slots__ = ()
+    _fields = ("ok", "result", "exception", "duration_s")
+
+    def __new__(cls, ok, result, exception, duration_s):
+        return tuple.__new__(cls, (ok, result, exception, duration_s))
+
+    ok = property(lambda self: self[0])
+    result = property(lambda self: self[1])
+    exception = property(lambda self: self[2])
+    duration_s = property(lambda self: self[3])
+
+    def __repr__(self):
+        return "TaskOutcome(ok=%r, exception=%r, duration_s=%.6f)" % (self[0], self[2], self[3])
+
+
 # --------------------------------------------------------------------------
 # Worker threads as Python sees them
 # --------------------------------------------------------------------------
@@ -611,6 +650,7 @@ cdef int _py_task_run(rp_task *t, rp_worker *w) noexcept nogil:
 cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
     # The ring's reference (taken in _submit) is released by the caller.
     cdef _PyTask task = <_PyTask>tp
+    cdef _WorkerCtx wctx = task.ctx
     fut = task.future
     fn = task.fn
     args = task.args
@@ -618,6 +658,8 @@ cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
     ctx = task.context
     task.future = task.fn = task.args = task.kwargs = task.context = None
     fut._state = RUNNING  # the engine's CAS made us the only possible writer
+    if wctx is not None and wctx.observed:
+        return _run_observed(wctx, fut, fn, args, kwargs, ctx)
     try:
         if ctx is None:
             if kwargs is None:
@@ -629,23 +671,77 @@ cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
         else:
             result = ctx.run(fn, *args, **kwargs)
     except BaseException as exc:
-        _note_worker(exc)
-        if task.ctx is not None and task.ctx.log_unretrieved:
-            guard = _ExcGuard()
-            guard.exc = exc
-            guard.task_name = _task_name(fn)
-            guard.pool_name = task.ctx.name
-            fut._guard = guard
-        try:
-            fut._finish(None, exc)
-        except BaseException:
-            _unraisable("ringpool: completing a future")
+        _fail(wctx, fut, fn, exc, -1.0)
         return RP_OUTCOME_RAISED
     try:
         fut._finish(result, None)
     except BaseException:
         _unraisable("ringpool: completing a future")
     return RP_OUTCOME_COMPLETED
+
+
+cdef void _fail(_WorkerCtx wctx, fut, fn, BaseException exc, double duration) noexcept:
+    """A task raised: note the worker, log (at the pool's failure level),
+    arm the never-retrieved guard, fail the future."""
+    _note_worker(exc)
+    try:
+        if wctx is not None:
+            if wctx.failure_level and LOGGER.isEnabledFor(wctx.failure_level):
+                name = _task_name(fn)
+                LOGGER.log(wctx.failure_level, "task %s failed: %r", name, exc,
+                           exc_info=(type(exc), exc, exc.__traceback__),
+                           extra={"pool": wctx.name, "worker": _threading.current_thread().name,
+                                  "task": name, "duration_s": duration if duration >= 0 else None})
+            if wctx.log_unretrieved:
+                guard = _ExcGuard()
+                guard.exc = exc
+                guard.task_name = _task_name(fn)
+                guard.pool_name = wctx.name
+                fut._guard = guard
+    except BaseException:
+        _unraisable("ringpool: reporting a task failure")
+    try:
+        fut._finish(None, exc)
+    except BaseException:
+        _unraisable("ringpool: completing a future")
+
+
+cdef int _run_observed(_WorkerCtx wctx, fut, fn, tuple args, dict kwargs, ctx) noexcept:
+    """The task path with before_task/after_task hooks (only when set)."""
+    info = TaskInfo(wctx.name, _threading.current_thread().name, _task_name(fn), fn, args, kwargs or {})
+    if wctx.before_task is not None:
+        try:
+            wctx.before_task(info)
+        except BaseException:
+            LOGGER.exception("before_task hook raised", extra={"pool": wctx.name, "worker": info.worker,
+                                                               "task": info.task})
+    cdef double t0 = _time.perf_counter()
+    cdef double dt
+    cdef int outcome
+    try:
+        if kwargs is None:
+            kwargs = {}
+        result = ctx.run(fn, *args, **kwargs) if ctx is not None else fn(*args, **kwargs)
+    except BaseException as exc:
+        dt = _time.perf_counter() - t0
+        _fail(wctx, fut, fn, exc, dt)
+        done = TaskOutcome(False, None, exc, dt)
+        outcome = RP_OUTCOME_RAISED
+    else:
+        dt = _time.perf_counter() - t0
+        try:
+            fut._finish(result, None)
+        except BaseException:
+            _unraisable("ringpool: completing a future")
+        done = TaskOutcome(True, result, None, dt)
+        outcome = RP_OUTCOME_COMPLETED
+    if wctx.after_task is not None:
+        try:
+            wctx.after_task(info, done)
+        except BaseException:
+            LOGGER.exception("after_task hook raised", extra={"pool": wctx.name, "worker": info.worker,
+                                                              "task": info.task, "duration_s": dt})
+    return outcome
 
 
 cdef void _py_task_discard(rp_task *t, int reason) noexcept with gil:
@@ -821,7 +917,7 @@ cdef class NativePool:
                int on_full, double submit_timeout, double keep_alive, str prefix,
                str name, initializer, tuple initargs, bint propagate_context,
                size_t stack_size=0, double spin=50e-6, bint log_unretrieved=True,
-               bint metrics=True):
+               bint metrics=True, before_task=None, after_task=None, int failure_level=10):
         if self.pool != NULL:
             raise RuntimeError("pool already started")
         cdef rp_pool_config cfg
@@ -843,6 +939,10 @@ cdef class NativePool:
         ctx.initializer = initializer
         ctx.initargs = initargs
         ctx.log_unretrieved = log_unretrieved
+        ctx.before_task = before_task
+        ctx.after_task = after_task
+        ctx.observed = before_task is not None or after_task is not None
+        ctx.failure_level = failure_level
         cfg.hooks_ctx = <void*>ctx
         self.ctx = ctx
         self.queue_size = queue_size

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import itertools
+import logging
 import os
 import threading
 import time
@@ -90,7 +91,14 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
       when its future is garbage-collected without anyone having called
       ``result()``/``exception()`` or added a done-callback (default ``True``);
     - ``metrics``: record queue-wait and run-time histograms (two clock reads
-      per task; default ``True``).
+      per task; default ``True``);
+    - ``before_task(info)`` / ``after_task(info, outcome)``: hooks run on the
+      worker, with the GIL, around each task (Java's beforeExecute /
+      afterExecute); a hook that raises is logged, never fatal;
+    - ``failure_log_level``: level at which task failures are logged on the
+      ``ringpool`` logger (default DEBUG: the future carries the error;
+      ``None`` turns it off). Records carry ``pool``, ``worker``, ``task``
+      and ``duration_s`` as ``extra`` fields.
     """
 
     def __init__(
@@ -111,6 +119,9 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         stack_size: int = 0,
         log_unretrieved: bool = True,
         metrics: bool = True,
+        before_task: Callable[[Any], object] | None = None,
+        after_task: Callable[[Any, Any], object] | None = None,
+        failure_log_level: int | None = logging.DEBUG,
     ) -> None:
         if workers is not None:
             if max_workers is not None:
@@ -138,6 +149,11 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         if name is not None and not isinstance(name, str):
             raise TypeError("name must be a str or None")
         _check_int("stack_size", stack_size, 0)
+        for hook_name, hook in (("before_task", before_task), ("after_task", after_task)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{hook_name} must be callable or None")
+        if failure_log_level is not None:
+            _check_int("failure_log_level", failure_log_level, 0)
         if stack_size and stack_size < 65536:
             raise ValueError("stack_size must be 0 (automatic) or at least 65536 bytes")
         initargs = tuple(initargs)
@@ -162,8 +178,15 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
             stack_size=stack_size,
             log_unretrieved=bool(log_unretrieved),
             metrics=bool(metrics),
+            before_task=before_task,
+            after_task=after_task,
+            failure_level=failure_log_level or 0,
         )
         _pools.add(self)
+        _core.LOGGER.debug(
+            "pool %s started (max_workers=%d, min_workers=%d, queue_size=%s)",
+            self._name, max_workers, min_workers, queue_size, extra={"pool": self._name},
+        )
 
     # -- introspection ---------------------------------------------------------
     @property
@@ -278,7 +301,10 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
             return False
         if self._in_own_worker():
             return False
-        return bool(self._join_native(timeout))
+        joined = bool(self._join_native(timeout))
+        if joined and first:
+            _core.LOGGER.debug("pool %s stopped", self._name, extra={"pool": self._name})
+        return joined
 
     @property
     def shutdown_called(self) -> bool:
@@ -292,6 +318,12 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         if lo > hi:
             raise ValueError(f"min_workers ({lo}) must be <= max_workers ({hi})")
         self._resize_native(lo, hi)
+        if (lo, hi) != (s["min_workers"], s["max_workers"]):
+            _core.LOGGER.debug(
+                "pool %s resized: workers %d..%d -> %d..%d (live %d)", self._name,
+                s["min_workers"], s["max_workers"], lo, hi, s["live_workers"],
+                extra={"pool": self._name, "reason": "resize", "snapshot": s},
+            )
         self._max_workers = hi
 
 
