@@ -91,9 +91,11 @@ class Future(_cf.Future):
                  "_waiters_list", "_callbacks", "_guard")
 
     def __init__(self):
-        # A plain (non-reentrant) lock: nothing below re-acquires it, and it
-        # is not a GC-tracked object as RLock is.
-        self._lock = _allocate_lock()
+        # The lock is created on first need (_get_lock): most futures are
+        # completed and read without any other thread ever waiting, and a lock
+        # per future is an allocation the cycle collector must scan. _finish
+        # explains why completing without it is safe.
+        self._lock = None
         self._state = PENDING
         self._result = None
         self._exception = None
@@ -102,6 +104,17 @@ class Future(_cf.Future):
         self._waiters_list = None
         self._callbacks = None
         self._guard = None     # an _ExcGuard while a failure is unretrieved
+
+    def _get_lock(self):
+        # Plain (non-reentrant) lock. The check-and-publish below runs no
+        # bytecode, so under the GIL no other thread can interleave.
+        lock = self._lock
+        if lock is None:
+            new = _allocate_lock()
+            lock = self._lock
+            if lock is None:
+                lock = self._lock = new
+        return lock
 
     # -- lazily built stdlib internals ------------------------------------
     # No lock here: the stdlib reads _waiters while holding this future's
@@ -112,7 +125,7 @@ class Future(_cf.Future):
     def _condition(self):
         cond = self._cond
         if cond is None:
-            new = _threading.Condition(self._lock)  # may switch threads: before the check
+            new = _threading.Condition(self._get_lock())  # may switch threads: before the check
             cond = self._cond
             if cond is None:
                 _gc_track(self)
@@ -136,7 +149,7 @@ class Future(_cf.Future):
         return cbs
 
     def __repr__(self):
-        with self._lock:
+        with self._get_lock():
             state = self._state
             if state == FINISHED:
                 if self._exception is not None:
@@ -228,7 +241,7 @@ class Future(_cf.Future):
         A queued task is cancelled in O(1): the engine flips its state and the
         worker that later pops it drops it without calling it.
         """
-        with self._lock:
+        with self._get_lock():
             state = self._state
             if state == RUNNING or state == FINISHED:
                 return False
@@ -243,7 +256,7 @@ class Future(_cf.Future):
         return True
 
     def set_running_or_notify_cancel(self):
-        with self._lock:
+        with self._get_lock():
             state = self._state
             if state == CANCELLED:
                 self._state = CANCELLED_AND_NOTIFIED
@@ -264,30 +277,53 @@ class Future(_cf.Future):
         self._finish(None, exception)
 
     def _finish(self, result, exception):
-        with self._lock:
-            state = self._state
-            if state == CANCELLED or state == CANCELLED_AND_NOTIFIED or state == FINISHED:
-                raise _InvalidStateError('{}: {!r}'.format(state, self))
+        lock = self._lock
+        if lock is None:
+            # No thread has ever needed this future's lock, so none waits on
+            # it, cancels it or has added callbacks (each of those creates the
+            # lock first, then checks the state). Publish the outcome, then
+            # look for a lock again: one created after that check sees
+            # FINISHED; one created before it is used below to notify.
+            if self._state != PENDING and self._state != RUNNING:
+                raise _InvalidStateError('{}: {!r}'.format(self._state, self))
             if exception is not None or (PyObject_IS_GC(result) and PyObject_GC_IsTracked(result)):
                 _gc_track(self)  # the result could now close a reference cycle
             self._result = result
             self._exception = exception
             self._state = FINISHED
-            if exception is not None and self._callbacks:
-                # A done-callback sees the failure: it counts as retrieved.
-                if self._guard is not None:
-                    (<_ExcGuard>self._guard).retrieved = True
-            if self._waiters_list:
-                if exception is None:
-                    for waiter in self._waiters_list:
-                        waiter.add_result(self)
-                else:
-                    for waiter in self._waiters_list:
-                        waiter.add_exception(self)
-            if self._cond is not None:
-                self._cond.notify_all()
+            lock = self._lock
+            if lock is None:
+                return
+            with lock:
+                self._notify_finished_locked(exception)
+        else:
+            with lock:
+                state = self._state
+                if state == CANCELLED or state == CANCELLED_AND_NOTIFIED or state == FINISHED:
+                    raise _InvalidStateError('{}: {!r}'.format(state, self))
+                if exception is not None or (PyObject_IS_GC(result) and PyObject_GC_IsTracked(result)):
+                    _gc_track(self)
+                self._result = result
+                self._exception = exception
+                self._state = FINISHED
+                self._notify_finished_locked(exception)
         if self._callbacks:
             self._invoke_callbacks()
+
+    def _notify_finished_locked(self, exception):
+        if exception is not None and self._callbacks:
+            # A done-callback sees the failure: it counts as retrieved.
+            if self._guard is not None:
+                (<_ExcGuard>self._guard).retrieved = True
+        if self._waiters_list:
+            if exception is None:
+                for waiter in self._waiters_list:
+                    waiter.add_result(self)
+            else:
+                for waiter in self._waiters_list:
+                    waiter.add_exception(self)
+        if self._cond is not None:
+            self._cond.notify_all()
 
     def _notify_locked(self):
         self._task = None
@@ -297,7 +333,7 @@ class Future(_cf.Future):
     def add_done_callback(self, fn):
         if self._guard is not None:
             (<_ExcGuard>self._guard).retrieved = True
-        with self._lock:
+        with self._get_lock():
             state = self._state
             if state != CANCELLED and state != CANCELLED_AND_NOTIFIED and state != FINISHED:
                 if self._callbacks is None:
@@ -311,7 +347,7 @@ class Future(_cf.Future):
             LOGGER.exception('exception calling callback for %r', self)
 
     def _invoke_callbacks(self):
-        with self._lock:
+        with self._get_lock():
             callbacks = self._callbacks
             self._callbacks = None
         if callbacks:
@@ -755,7 +791,7 @@ cdef void _py_task_discard(rp_task *t, int reason) noexcept with gil:
             fut._finish(None, BrokenPool(broken))
             return
         if reason == RP_DISCARD_SHUTDOWN:
-            with fut._lock:
+            with fut._get_lock():
                 if fut._state == PENDING:
                     fut._state = CANCELLED
                     fut._notify_locked()
@@ -817,6 +853,81 @@ def _map_chunk(fn, list items, bint star):
         _note_worker(exc)
         return out, exc, rp_now_ns() - t0
     return out, None, rp_now_ns() - t0
+
+
+@cython.final
+cdef class _MapIterator:
+    """Iterator returned by Pool.map: yields each finished chunk's results in
+    order from C, and asks the window (pool._MapWindow) for the next chunk
+    only when a chunk is used up. Closing it (or dropping it) cancels the
+    chunks that have not started, as leaving Executor.map's generator does."""
+
+    cdef object window
+    cdef object end_time
+    cdef list chunk
+    cdef Py_ssize_t pos
+    cdef object pending_exc
+    cdef bint finished
+
+    def __cinit__(self, window, end_time):
+        self.window = window
+        self.end_time = end_time
+        self.chunk = []
+        self.pos = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef list chunk = self.chunk
+        if self.pos < len(chunk):
+            item = chunk[self.pos]
+            self.pos += 1
+            return item
+        return self._refill()
+
+    cdef object _refill(self):
+        while True:
+            if self.pending_exc is not None:
+                exc = self.pending_exc
+                self.pending_exc = None
+                self._finish()
+                try:
+                    raise exc
+                finally:
+                    exc = None
+            if self.finished:
+                raise StopIteration
+            try:
+                out, exc = self.window.next_chunk(self.end_time)
+            except StopIteration:
+                self._finish()
+                raise
+            except BaseException:
+                self._finish()
+                raise
+            self.chunk = out
+            self.pos = 0
+            self.pending_exc = exc
+            if out:
+                self.pos = 1
+                return out[0]
+
+    cdef void _finish(self) noexcept:
+        if not self.finished:
+            self.finished = True
+            self.chunk = []
+            try:
+                self.window.cancel_all()
+            except BaseException:
+                _unraisable("ringpool: closing a map iterator")
+
+    def close(self):
+        """Stop early: cancel the chunks that have not started."""
+        self._finish()
+
+    def __del__(self):
+        self._finish()
 
 
 # --------------------------------------------------------------------------

@@ -375,30 +375,35 @@ class _MapWindow:
                 self.next_size = min(self.next_size * 2, 16)
 
     def results(self, end_time: float | None) -> Iterator[Any]:
-        try:
-            while self.inflight:
-                fut, n = self.inflight[0]
-                if end_time is None:
-                    out, exc, elapsed = fut.result()
-                else:
-                    out, exc, elapsed = fut.result(end_time - time.monotonic())
-                self.inflight.popleft()
-                self.inflight_items -= n
-                if out:
-                    per_item = elapsed / max(len(out), 1)
-                    self.item_ns = per_item if not self.item_ns else 0.5 * self.item_ns + 0.5 * per_item
-                if exc is None:
-                    self.fill()
-                yield from out
-                if exc is not None:
-                    try:
-                        raise exc
-                    finally:
-                        exc = None
-        finally:
-            for fut, _ in self.inflight:
-                fut.cancel()
-            self.inflight.clear()
+        """The ordered results: a compiled iterator walks each chunk's list
+        (no generator frame per item) and asks next_chunk() for more."""
+        return _core._MapIterator(self, end_time)
+
+    def next_chunk(self, end_time: float | None) -> tuple[list, BaseException | None]:
+        """Wait for the oldest chunk; returns (results, exception or None).
+        Raises StopIteration when every chunk has been consumed."""
+        if not self.inflight:
+            raise StopIteration
+        fut, n = self.inflight[0]
+        if end_time is None:
+            out, exc, elapsed = fut.result()
+        else:
+            out, exc, elapsed = fut.result(end_time - time.monotonic())
+        self.inflight.popleft()
+        self.inflight_items -= n
+        if out:
+            per_item = elapsed / len(out)
+            self.item_ns = per_item if not self.item_ns else 0.5 * self.item_ns + 0.5 * per_item
+        if exc is None:
+            self.fill()
+        return out, exc
+
+    def cancel_all(self) -> None:
+        """The consumer stopped early (error, close(), garbage): cancel what
+        has not started."""
+        for fut, _ in self.inflight:
+            fut.cancel()
+        self.inflight.clear()
 
 
 # -- process-wide hooks --------------------------------------------------------
