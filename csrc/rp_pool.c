@@ -72,6 +72,7 @@ struct rp_pool {
     size_t capacity; /* 0: unbounded; read-only */
 
     rp_park work_park; /* idle workers sleep here */
+    rp_park busy_park; /* rp_pool_wait_busy callers (the scaling timer) sleep here */
 
     /* Overflow FIFO (circular buffer), guarded by ovf_mutex. ovf_count mirrors
      * ovf_len for lock-free "is it empty" checks. */
@@ -302,6 +303,7 @@ spawn_if_needed(rp_pool *p)
 static void
 wake_or_spawn(rp_pool *p)
 {
+
     /* seq_cst: pairs with a worker's seq_cst increment of idle before it
      * re-checks pending (worker_main), and with try_retire. */
     if (atomic_load_explicit(&p->idle, memory_order_seq_cst) != 0)
@@ -350,6 +352,9 @@ submit_reserved(rp_pool *p, rp_task *t)
     }
     if (!started)
         wake_or_spawn(p);
+    /* An idle pool's scaling timer waits for the first task (free when none
+     * does: one seq_cst load of busy_park.sleepers). */
+    rp_park_notify_all(&p->busy_park);
     return RP_OK;
 }
 
@@ -839,7 +844,8 @@ rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
         rp_aligned_free(p);
         return rc;
     }
-    if (rp_park_init(&p->work_park) != RP_OK || rp_mutex_init(&p->ovf_mutex) != RP_OK ||
+    if (rp_park_init(&p->work_park) != RP_OK || rp_park_init(&p->busy_park) != RP_OK ||
+        rp_mutex_init(&p->ovf_mutex) != RP_OK ||
         rp_mutex_init(&p->space_mutex) != RP_OK || rp_cond_init(&p->space_cond) != RP_OK ||
         rp_mutex_init(&p->workers_mutex) != RP_OK || rp_cond_init(&p->workers_cond) != RP_OK) {
         rp_ring_destroy(&p->ring);
@@ -913,6 +919,7 @@ rp_pool_shutdown(rp_pool *p, rp_shutdown_mode mode)
     rp_cond_broadcast(&p->work_park.cond);
     rp_mutex_unlock(&p->work_park.mutex);
     space_notify(p); /* blocked submitters leave with RP_ESHUTDOWN */
+    rp_park_notify_all(&p->busy_park);
     if (mode == RP_SHUTDOWN_DISCARD)
         discard_queued(p);
     return RP_OK;
@@ -1025,6 +1032,32 @@ rp_pool_latency(rp_pool *p, rp_hist_snapshot *queue_wait, rp_hist_snapshot *run_
     rp_mutex_unlock(&p->workers_mutex);
 }
 
+static int
+busy_ready(void *arg)
+{
+    rp_pool *p = arg;
+    /* seq_cst: pairs with the submitter's reservation then its notify. */
+    uint64_t v = atomic_load_explicit(&p->pending, memory_order_seq_cst);
+    if (count_of(v) != 0 || (v & CLOSED_BIT))
+        return 1;
+    rp_mutex_lock(&p->workers_mutex);
+    unsigned running = 0;
+    for (rp_worker *w = p->live_list; w; w = w->next)
+        running += atomic_load_explicit(&w->running, memory_order_relaxed);
+    rp_mutex_unlock(&p->workers_mutex);
+    return running != 0;
+}
+
+int
+rp_pool_wait_busy(rp_pool *p, int64_t deadline_ns)
+{
+    if (busy_ready(p))
+        return RP_OK;
+    return rp_park_sleep(&p->busy_park, busy_ready, p, deadline_ns) == RP_ETIMEDOUT && !busy_ready(p)
+               ? RP_ETIMEDOUT
+               : RP_OK;
+}
+
 uint64_t
 rp_pool_queued(rp_pool *p)
 {
@@ -1045,6 +1078,7 @@ pool_free(rp_pool *p)
     rp_ring_destroy(&p->ring);
     free(p->ovf_buf);
     rp_park_destroy(&p->work_park);
+    rp_park_destroy(&p->busy_park);
     rp_mutex_destroy(&p->ovf_mutex);
     rp_cond_destroy(&p->space_cond);
     rp_mutex_destroy(&p->space_mutex);

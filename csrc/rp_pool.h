@@ -162,6 +162,10 @@ RP_API void rp_pool_stats_get(rp_pool *p, rp_pool_stats *out);
  * *run_time (start to end of ops->run); zero them first. Empty when the pool
  * was created with metrics off. */
 RP_API void rp_pool_latency(rp_pool *p, rp_hist_snapshot *queue_wait, rp_hist_snapshot *run_time);
+/* Blocks until a task is queued or running, or the pool closes (RP_OK), or
+ * the absolute deadline passes (RP_ETIMEDOUT): lets a scaling timer sleep
+ * while the pool is idle. Call it with the GIL released. */
+RP_API int rp_pool_wait_busy(rp_pool *p, int64_t deadline_ns);
 /* Tasks accepted and not yet popped (a relaxed snapshot; cheap). */
 RP_API uint64_t rp_pool_queued(rp_pool *p);
 /* The owner's last call: shuts down (DRAIN) if still open, joins what has

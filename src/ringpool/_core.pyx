@@ -1225,6 +1225,19 @@ cdef class NativePool:
             return False
         _check(rc)
 
+    def _wait_busy(self, timeout=None):
+        """Block (GIL released) until a task is queued or running, or the pool
+        closes; False on timeout. The scaling timer sleeps here when idle."""
+        if self.pool == NULL:
+            return True
+        cdef int64_t deadline = -1
+        if timeout is not None:
+            deadline = rp_now_ns() + <int64_t>(max(float(timeout), 0.0) * 1e9)
+        cdef int rc
+        with nogil:
+            rc = rp_pool_wait_busy(self.pool, deadline)
+        return rc == RP_OK
+
     def _in_own_worker(self):
         cdef rp_worker *me = rp_worker_current()
         return me != NULL and self.pool != NULL and rp_worker_pool(me) == self.pool
