@@ -29,4 +29,11 @@
 
 #define RP_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 
+/* Thread-local storage: MSVC's C mode spells it __declspec(thread). */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define RP_THREAD_LOCAL __declspec(thread)
+#else
+#define RP_THREAD_LOCAL _Thread_local
+#endif
+
 #endif /* RP_COMMON_H */

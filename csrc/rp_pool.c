@@ -117,8 +117,8 @@ typedef struct space_waiter {
     int suspended; /* inside its check callback: keeps its place, lets others by */
 } space_waiter;
 
-static _Thread_local rp_worker *tls_worker;
-static _Thread_local unsigned tls_stripe = SUBMIT_STRIPES; /* unassigned */
+static RP_THREAD_LOCAL rp_worker *tls_worker;
+static RP_THREAD_LOCAL unsigned tls_stripe = SUBMIT_STRIPES; /* unassigned */
 static _Atomic unsigned next_stripe;
 
 RP_INLINE unsigned
@@ -828,7 +828,7 @@ int
 rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
 {
     if (cfg == NULL || out == NULL || cfg->max_workers < 1 || cfg->min_workers > cfg->max_workers ||
-        cfg->queue_capacity > COUNT_MASK / 2)
+        (uint64_t)cfg->queue_capacity > COUNT_MASK / 2)
         return RP_EINVAL;
     rp_pool *p = rp_aligned_zalloc(RP_CACHELINE, sizeof *p);
     if (p == NULL)

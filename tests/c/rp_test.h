@@ -34,6 +34,10 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
+#if defined(_WIN32) && !defined(__USE_MINGW_ANSI_STDIO)
+/* mingw-w64: C99 printf (%zu, %lld) instead of the old msvcrt one. */
+#define __USE_MINGW_ANSI_STDIO 1
+#endif
 
 #include <errno.h>
 #include <pthread.h>
@@ -47,6 +51,23 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <malloc.h> /* _aligned_malloc */
+#include <windows.h> /* GetThreadDescription (rp_test_thread_name) */
+#endif
+
+/* The printf archetype for format checks: mingw's "printf" means msvcrt's. */
+#if defined(__MINGW32__)
+#define RP_TEST_PRINTF_FORMAT gnu_printf
+#else
+#define RP_TEST_PRINTF_FORMAT printf
+#endif
 
 #ifndef RP_TEST_TIMEOUT_S
 #define RP_TEST_TIMEOUT_S 60 /* per test; a healthy test takes well under 10 s */
@@ -136,7 +157,7 @@ static inline uint64_t rp_test_rand(uint64_t *state) {
 /* ---- failures -------------------------------------------------------------- */
 
 static inline void rp_test_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    __attribute__((format(RP_TEST_PRINTF_FORMAT, 3, 4)));
 
 static inline void rp_test_fail(const char *file, int line, const char *fmt, ...) {
     long n = atomic_fetch_add(&rp_test_check_failures, 1) + 1;
@@ -260,7 +281,9 @@ static inline void rp_test_init(int argc, char **argv) {
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     (void)rp_test_scale();
+#if !defined(_WIN32) /* no alarm(): the watchdog thread alone, and CTest's TIMEOUT */
     alarm(RP_TEST_PROCESS_TIMEOUT_S); /* default SIGALRM action: terminate */
+#endif
     if (pthread_create(&rp_test_wd_thread, NULL, rp_test_wd_main, NULL) == 0)
         rp_test_wd_running = 1;
     else
@@ -304,7 +327,9 @@ static inline int rp_test_summary(void) {
         pthread_join(rp_test_wd_thread, NULL);
         rp_test_wd_running = 0;
     }
+#if !defined(_WIN32)
     alarm(0);
+#endif
     /* A CHECK failing outside any RUN_TEST still fails the program. */
     int failed = atomic_load(&rp_test_n_failed);
     if (failed == 0 && atomic_load(&rp_test_check_failures) != 0) {
@@ -318,17 +343,31 @@ static inline int rp_test_summary(void) {
 /* ---- memory ---------------------------------------------------------------------- */
 
 /* Zeroed memory for structs with _Alignas members (rp_ring, rp_park: 128-byte
- * cache-line alignment), which calloc does not guarantee. Free with free(). */
+ * cache-line alignment), which calloc does not guarantee. Free with
+ * rp_test_free() (free() on POSIX; the Windows CRT has no aligned_alloc, and
+ * its _aligned_malloc blocks need _aligned_free). */
 static inline void *rp_test_zalloc(size_t size, size_t align) {
     if (align < sizeof(void *))
         align = sizeof(void *);
     size = (size + align - 1) / align * align;
+#if defined(_WIN32)
+    void *m = _aligned_malloc(size, align);
+#else
     void *m = aligned_alloc(align, size);
+#endif
     if (m)
         memset(m, 0, size);
     return m;
 }
 #define RP_TEST_NEW(type) ((type *)rp_test_zalloc(sizeof(type), _Alignof(type)))
+
+static inline void rp_test_free(void *p) {
+#if defined(_WIN32)
+    _aligned_free(p);
+#else
+    free(p);
+#endif
+}
 
 /* ---- threads -------------------------------------------------------------------- */
 
@@ -338,5 +377,25 @@ static inline int rp_test_thread_start(pthread_t *t, void *(*fn)(void *), void *
         rp_test_fail(__FILE__, __LINE__, "pthread_create failed: %d", rc);
     return rc == 0;
 }
+
+#if defined(_WIN32)
+/* The calling thread's description (SetThreadDescription), as UTF-8. Returns 0
+ * on success, -1 where Windows has no GetThreadDescription (before 10 1607). */
+typedef HRESULT(WINAPI *rp_test_get_desc_fn)(HANDLE, PWSTR *);
+static inline int rp_test_thread_name(char *buf, size_t len) {
+    HMODULE k32 = GetModuleHandleW(L"kernel32.dll");
+    rp_test_get_desc_fn get = k32 ? (rp_test_get_desc_fn)(void (*)(void))GetProcAddress(
+                                        k32, "GetThreadDescription")
+                                  : NULL;
+    PWSTR w = NULL;
+    if (get == NULL || len == 0 || FAILED(get(GetCurrentThread(), &w)))
+        return -1;
+    int n = WideCharToMultiByte(CP_UTF8, 0, w, -1, buf, (int)len, NULL, NULL);
+    LocalFree(w);
+    if (n == 0)
+        buf[0] = '\0';
+    return 0;
+}
+#endif
 
 #endif /* RP_TEST_H */

@@ -196,17 +196,17 @@ static void run_phase(const phase *ph) {
     s->ph = ph;
     s->total = ph->per_producer * ph->producers;
     if (!CHECK(ph->producers <= (1u << PROD_BITS) && ph->producers + ph->consumers <= MAX_THREADS)) {
-        free(s);
+        rp_test_free(s); /* RP_TEST_NEW */
         return;
     }
     s->seen = calloc(s->total, sizeof *s->seen);
     if (!CHECK(s->seen != NULL)) {
-        free(s);
+        rp_test_free(s); /* RP_TEST_NEW */
         return;
     }
     if (!CHECK_EQ(rp_ring_init(&s->ring, ph->capacity), RP_OK)) {
         free(s->seen);
-        free(s);
+        rp_test_free(s); /* RP_TEST_NEW */
         return;
     }
     pthread_t th[MAX_THREADS];
@@ -265,7 +265,7 @@ static void run_phase(const phase *ph) {
            secs > 0 ? (double)s->total / secs / 1e6 : 0.0);
     rp_ring_destroy(&s->ring);
     free((void *)s->seen);
-    free(s);
+    rp_test_free(s); /* RP_TEST_NEW */
 }
 
 static size_t per_producer(long total, unsigned producers, long min_total) {

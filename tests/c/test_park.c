@@ -29,9 +29,9 @@ static int flag_ready(void *arg) {
     flag_ctx *c = arg;
     atomic_fetch_add(&c->ready_calls, 1);
     /* Contract: called with the lot's mutex held, after sleepers++. */
-    if (pthread_mutex_trylock(&c->park->mutex) == 0) {
+    if (rp_mutex_trylock(&c->park->mutex)) { /* rp_sys.h: portable trylock */
         atomic_fetch_add(&c->ready_saw_unlocked, 1);
-        pthread_mutex_unlock(&c->park->mutex);
+        rp_mutex_unlock(&c->park->mutex);
     }
     if (rp_park_sleepers(c->park) == 0)
         atomic_fetch_add(&c->ready_saw_no_sleeper, 1);
@@ -248,7 +248,7 @@ static void token_hunt(unsigned nsleepers, long rounds, int64_t timed_max_ns) {
     if (!CHECK(c != NULL))
         return;
     if (!CHECK_EQ(rp_park_init(&c->park), RP_OK)) {
-        free(c);
+        rp_test_free(c); /* RP_TEST_NEW */
         return;
     }
     c->nsleepers = nsleepers;
@@ -329,7 +329,7 @@ static void token_hunt(unsigned nsleepers, long rounds, int64_t timed_max_ns) {
            nsleepers, rounds, (unsigned long long)posted, (unsigned long long)sleeps,
            (unsigned long long)timeouts, waited_all_asleep, secs);
     rp_park_destroy(&c->park);
-    free(c);
+    rp_test_free(c); /* RP_TEST_NEW */
 }
 
 static void test_hunt_notify_one_1_sleeper(void) { token_hunt(1, rp_test_scaled(20000, 500), 0); }
@@ -391,7 +391,7 @@ static void test_hunt_notify_all(void) {
     if (!CHECK(c != NULL))
         return;
     if (!CHECK_EQ(rp_park_init(&c->park), RP_OK)) {
-        free(c);
+        rp_test_free(c); /* RP_TEST_NEW */
         return;
     }
     pthread_t th[N];
@@ -447,7 +447,7 @@ static void test_hunt_notify_all(void) {
     CHECK_EQ(rp_park_sleepers(&c->park), 0);
     printf("  %d sleepers, %ld generations, %.2f s\n", N, rounds, secs);
     rp_park_destroy(&c->park);
-    free(c);
+    rp_test_free(c); /* RP_TEST_NEW */
 }
 
 int main(int argc, char **argv) {

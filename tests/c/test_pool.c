@@ -112,6 +112,15 @@ static int tt_run(rp_task *task, rp_worker *w) {
             strncmp(name, c->thread_prefix, n) != 0)
             bad(c, "worker thread name does not start with the configured prefix", t);
     }
+#elif defined(_WIN32)
+    if (c->thread_prefix) {
+        char name[64] = {0};
+        size_t n = strlen(c->thread_prefix);
+        /* -1: no GetThreadDescription (before Windows 10 1607): not checkable. */
+        if (rp_test_thread_name(name, sizeof name) == 0 &&
+            strncmp(name, c->thread_prefix, n) != 0)
+            bad(c, "worker thread name does not start with the configured prefix", t);
+    }
 #endif
     switch (t->kind) {
     case K_GATE:
