@@ -118,6 +118,9 @@ typedef struct space_waiter {
 } space_waiter;
 
 static RP_THREAD_LOCAL rp_worker *tls_worker;
+/* Worker threads of every pool in the process, from creation to their last
+ * instruction that touches a pool (rp_live_threads). */
+static _Atomic unsigned live_threads;
 static RP_THREAD_LOCAL unsigned tls_stripe = SUBMIT_STRIPES; /* unassigned */
 static _Atomic unsigned next_stripe;
 
@@ -776,6 +779,9 @@ out:
     if (self_free)
         rp_aligned_free(w);
     pool_unref(p); /* may free the pool: nothing below touches it */
+    /* release: everything this thread did happens before a reader that sees
+     * the count drop (rp_live_threads' acquire load). */
+    atomic_fetch_sub_explicit(&live_threads, 1, memory_order_release);
     return NULL;
 }
 
@@ -792,7 +798,9 @@ start_worker_locked(rp_pool *p)
     unsigned live = atomic_fetch_add_explicit(&p->live, 1, memory_order_relaxed) + 1;
     w->next = p->live_list;
     p->live_list = w;
+    atomic_fetch_add_explicit(&live_threads, 1, memory_order_relaxed);
     if (rp_thread_create(&w->thread, worker_main, w, p->stack_size) != RP_OK) {
+        atomic_fetch_sub_explicit(&live_threads, 1, memory_order_relaxed);
         p->live_list = w->next;
         atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&p->refs, 1, memory_order_relaxed);
@@ -1056,6 +1064,19 @@ rp_pool_wait_busy(rp_pool *p, int64_t deadline_ns)
     return rp_park_sleep(&p->busy_park, busy_ready, p, deadline_ns) == RP_ETIMEDOUT && !busy_ready(p)
                ? RP_ETIMEDOUT
                : RP_OK;
+}
+
+void
+rp_after_fork_child(void)
+{
+    /* fork() copied the counter, not the threads it counts. */
+    atomic_store_explicit(&live_threads, 0, memory_order_relaxed);
+}
+
+unsigned
+rp_live_threads(void)
+{
+    return atomic_load_explicit(&live_threads, memory_order_acquire);
 }
 
 uint64_t

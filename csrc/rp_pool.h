@@ -166,6 +166,14 @@ RP_API void rp_pool_latency(rp_pool *p, rp_hist_snapshot *queue_wait, rp_hist_sn
  * the absolute deadline passes (RP_ETIMEDOUT): lets a scaling timer sleep
  * while the pool is idle. Call it with the GIL released. */
 RP_API int rp_pool_wait_busy(rp_pool *p, int64_t deadline_ns);
+/* Worker threads of all pools in this process that have been created and not
+ * yet finished (counted from before the thread starts, so a worker that has
+ * not run its start hook yet is included). */
+RP_API unsigned rp_live_threads(void);
+/* In the child of a fork(): the parent's worker threads do not exist here.
+ * Resets rp_live_threads; the parent's pools must not be touched again in
+ * the child (their mutexes may be held by threads that are gone). */
+RP_API void rp_after_fork_child(void);
 /* Tasks accepted and not yet popped (a relaxed snapshot; cheap). */
 RP_API uint64_t rp_pool_queued(rp_pool *p);
 /* The owner's last call: shuts down (DRAIN) if still open, joins what has

@@ -17,6 +17,7 @@ import concurrent.futures
 import faulthandler
 import gc
 import sys
+import time
 from typing import Any, Callable
 
 import pytest
@@ -117,7 +118,7 @@ def ringpool_leak_guard(request: pytest.FixtureRequest):
     """
     poisoned = _core.live_workers() < 0
     yield
-    if poisoned or not _core.live_workers():
+    if poisoned or not (_core.live_workers() or _engine_threads()):
         return
     if _core.live_workers() < 0:
         pytest.fail(
@@ -128,9 +129,26 @@ def ringpool_leak_guard(request: pytest.FixtureRequest):
     gc.collect()  # a dropped pool caught in a reference cycle
     if _open_pools():
         return
+    deadline = time.monotonic() + LEAK_GUARD_WAIT_S
     if not _core.wait_for_workers(LEAK_GUARD_WAIT_S):
         pytest.fail(
             f"leak guard: {_core.live_workers()} ringpool worker thread(s) still alive "
             f"{LEAK_GUARD_WAIT_S} s after every pool was shut down",
             pytrace=False,
         )
+    # Native threads not yet (or no longer) running Python, where the core
+    # can count them.
+    while _engine_threads():
+        if time.monotonic() >= deadline:
+            pytest.fail(
+                f"leak guard: {_engine_threads()} native engine thread(s) still alive "
+                f"{LEAK_GUARD_WAIT_S} s after every pool was shut down",
+                pytrace=False,
+            )
+        time.sleep(0.002)
+
+
+def _engine_threads() -> int:
+    """Engine worker threads in the process (0 where the core cannot say)."""
+    count = getattr(_core, "engine_threads", None)
+    return count() if count is not None else 0

@@ -17,6 +17,7 @@ from ringpool.errors import (
 )
 from ringpool._core import TaskInfo, TaskOutcome
 from ringpool.pool import Future, Pool
+from ringpool.scaling import OnDemand, QueueDepth, ScalingPolicy, ScalingSnapshot, Throughput
 from ringpool.stats import LatencyHistogram, PoolStats
 
 __version__ = "0.1.0"
@@ -35,5 +36,10 @@ __all__ = [
     "TaskTimeout",
     "TaskCancelled",
     "NativeTaskError",
+    "ScalingPolicy",
+    "ScalingSnapshot",
+    "OnDemand",
+    "QueueDepth",
+    "Throughput",
     "__version__",
 ]

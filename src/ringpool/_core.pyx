@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: freethreading_compatible=True
 """The binding: the only place where the C engine meets Python.
 
 It owns GIL transitions (workers keep one thread state for life and hold the
@@ -111,9 +112,10 @@ class Future(_cf.Future):
         lock = self._lock
         if lock is None:
             new = _allocate_lock()
-            lock = self._lock
-            if lock is None:
-                lock = self._lock = new
+            with cython.critical_section(self):  # free-threaded builds: publish once
+                lock = self._lock
+                if lock is None:
+                    lock = self._lock = new
         return lock
 
     # -- lazily built stdlib internals ------------------------------------
@@ -126,26 +128,33 @@ class Future(_cf.Future):
         cond = self._cond
         if cond is None:
             new = _threading.Condition(self._get_lock())  # may switch threads: before the check
-            cond = self._cond
-            if cond is None:
-                _gc_track(self)
-                cond = self._cond = new
+            with cython.critical_section(self):
+                cond = self._cond
+                if cond is None:
+                    _gc_track(self)
+                    cond = self._cond = new
         return cond
 
     @property
     def _waiters(self):
         waiters = self._waiters_list
         if waiters is None:
-            _gc_track(self)
-            waiters = self._waiters_list = []
+            with cython.critical_section(self):
+                waiters = self._waiters_list
+                if waiters is None:
+                    _gc_track(self)
+                    waiters = self._waiters_list = []
         return waiters
 
     @property
     def _done_callbacks(self):
         cbs = self._callbacks
         if cbs is None:
-            _gc_track(self)
-            cbs = self._callbacks = []
+            with cython.critical_section(self):
+                cbs = self._callbacks
+                if cbs is None:
+                    _gc_track(self)
+                    cbs = self._callbacks = []
         return cbs
 
     def __repr__(self):
@@ -284,14 +293,15 @@ class Future(_cf.Future):
             # lock first, then checks the state). Publish the outcome, then
             # look for a lock again: one created after that check sees
             # FINISHED; one created before it is used below to notify.
-            if self._state != PENDING and self._state != RUNNING:
-                raise _InvalidStateError('{}: {!r}'.format(self._state, self))
-            if exception is not None or (PyObject_IS_GC(result) and PyObject_GC_IsTracked(result)):
-                _gc_track(self)  # the result could now close a reference cycle
-            self._result = result
-            self._exception = exception
-            self._state = FINISHED
-            lock = self._lock
+            with cython.critical_section(self):  # orders the publish against _get_lock
+                if self._state != PENDING and self._state != RUNNING:
+                    raise _InvalidStateError('{}: {!r}'.format(self._state, self))
+                if exception is not None or (PyObject_IS_GC(result) and PyObject_GC_IsTracked(result)):
+                    _gc_track(self)  # the result could now close a reference cycle
+                self._result = result
+                self._exception = exception
+                self._state = FINISHED
+                lock = self._lock
             if lock is None:
                 return
             with lock:
@@ -468,11 +478,29 @@ def wait_for_workers(timeout=None):
         return _live_cond.wait_for(lambda: _live_workers == 0, timeout)
 
 
+def engine_threads():
+    """Worker threads of all pools that exist at the C level (including ones
+    not yet running Python)."""
+    return rp_live_threads()
+
+
+def wait_for_engine_threads(timeout=None):
+    """Sleep-poll (GIL released) until no engine worker thread is left.
+    Returns False on timeout. Used by the exit hook."""
+    deadline = None if timeout is None else _time.monotonic() + timeout
+    while rp_live_threads() != 0:
+        if deadline is not None and _time.monotonic() >= deadline:
+            return False
+        _time.sleep(0.001)
+    return True
+
+
 def _after_fork_child():
     """Reset module state in a forked child: the parent's workers do not exist."""
     global _live_cond, _live_workers
     _live_cond = _threading.Condition(_threading.Lock())
     _live_workers = 0
+    rp_after_fork_child()
 
 
 @cython.final

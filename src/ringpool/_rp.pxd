@@ -122,6 +122,8 @@ cdef extern from "rp_pool.h" nogil:
     int rp_pool_resize(rp_pool *p, unsigned min_workers, unsigned max_workers)
     void rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
     uint64_t rp_pool_queued(rp_pool *p)
+    unsigned rp_live_threads()
+    void rp_after_fork_child()
     int rp_pool_wait_busy(rp_pool *p, int64_t deadline_ns)
     void rp_pool_latency(rp_pool *p, rp_hist_snapshot *queue_wait, rp_hist_snapshot *run_time)
     void rp_pool_release(rp_pool *p)

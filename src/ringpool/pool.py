@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ringpool import _core
 from ringpool._core import Future
 from ringpool.errors import PoolClosed
+from ringpool import scaling as _scaling  # scaling policy layer
 from ringpool.stats import LatencyHistogram, PoolStats
 
 __all__ = ["Pool", "Future"]
@@ -98,7 +99,12 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
     - ``failure_log_level``: level at which task failures are logged on the
       ``ringpool`` logger (default DEBUG: the future carries the error;
       ``None`` turns it off). Records carry ``pool``, ``worker``, ``task``
-      and ``duration_s`` as ``extra`` fields.
+      and ``duration_s`` as ``extra`` fields;
+    - ``scaling``: a ``ringpool.scaling`` policy (``OnDemand`` -- the
+      default --, ``QueueDepth``, ``Throughput`` or any object with a
+      ``target(snapshot)`` method) that picks the worker count within
+      ``min_workers..max_workers``; ``scaling_interval``: seconds between
+      its decisions (default 0.25).
     """
 
     def __init__(
@@ -122,6 +128,8 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         before_task: Callable[[Any], object] | None = None,
         after_task: Callable[[Any, Any], object] | None = None,
         failure_log_level: int | None = logging.DEBUG,
+        scaling: "_scaling.ScalingPolicy | None" = None,
+        scaling_interval: float | None = None,
     ) -> None:
         if workers is not None:
             if max_workers is not None:
@@ -157,6 +165,12 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         if stack_size and stack_size < 65536:
             raise ValueError("stack_size must be 0 (automatic) or at least 65536 bytes")
         initargs = tuple(initargs)
+        # --- scaling: validate (begin) ---
+        self._scaler = None
+        if scaling is not None:
+            _scaling.check_policy(scaling)
+        scaling_interval = _scaling.check_interval(scaling_interval)
+        # --- scaling: validate (end) ---
 
         number = next(_pool_counter)
         self._name = name or f"ringpool-{number}"
@@ -182,6 +196,11 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
             after_task=after_task,
             failure_level=failure_log_level or 0,
         )
+        # --- scaling: start the timer (begin) ---
+        if scaling is not None and not isinstance(scaling, _scaling.OnDemand):
+            self._scaler = _scaling.Scaler(self, scaling, scaling_interval, min_workers, max_workers)
+            self._scaler.start(self)
+        # --- scaling: start the timer (end) ---
         _pools.add(self)
         _core.LOGGER.debug(
             "pool %s started (max_workers=%d, min_workers=%d, queue_size=%s)",
@@ -297,6 +316,16 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
             self._shutdown_native(bool(cancel_futures))
         if first:
             _core.LOGGER.debug("pool %s shutting down", self._name, extra={"pool": self._name})
+        # --- scaling: stop the timer (begin) ---
+        scaler = getattr(self, "_scaler", None)
+        if scaler is not None:
+            scaler.stop()  # it also wakes from _wait_busy: the pool is closed
+            if wait and not self._in_own_worker():
+                t0 = time.monotonic()
+                scaler.join(timeout)
+                if timeout is not None:
+                    timeout = max(0.0, timeout - (time.monotonic() - t0))
+        # --- scaling: stop the timer (end) ---
         if not wait:
             return False
         if self._in_own_worker():
@@ -313,15 +342,24 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
     def resize(self, min_workers: int | None = None, max_workers: int | None = None) -> None:
         """Change the worker bounds at run time."""
         s = self._stats_native()
-        lo = s["min_workers"] if min_workers is None else _check_int("min_workers", min_workers, 0)
-        hi = s["max_workers"] if max_workers is None else _check_int("max_workers", max_workers, 1)
+        # --- scaling: the user's bounds live in the scaler (the engine max is its target) (begin) ---
+        scaler = getattr(self, "_scaler", None)
+        old_lo, old_hi = scaler.bounds if scaler is not None else (s["min_workers"], s["max_workers"])
+        # --- scaling (end) ---
+        lo = old_lo if min_workers is None else _check_int("min_workers", min_workers, 0)
+        hi = old_hi if max_workers is None else _check_int("max_workers", max_workers, 1)
         if lo > hi:
             raise ValueError(f"min_workers ({lo}) must be <= max_workers ({hi})")
-        self._resize_native(lo, hi)
-        if (lo, hi) != (s["min_workers"], s["max_workers"]):
+        # --- scaling: keep the policy's target within the new bounds (begin) ---
+        if scaler is not None:
+            scaler.set_bounds(self, lo, hi)
+        else:
+            self._resize_native(lo, hi)
+        # --- scaling (end) ---
+        if (lo, hi) != (old_lo, old_hi):
             _core.LOGGER.debug(
                 "pool %s resized: workers %d..%d -> %d..%d (live %d)", self._name,
-                s["min_workers"], s["max_workers"], lo, hi, s["live_workers"],
+                old_lo, old_hi, lo, hi, s["live_workers"],
                 extra={"pool": self._name, "reason": "resize", "snapshot": s},
             )
         self._max_workers = hi
@@ -330,7 +368,7 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
 class _MapWindow:
     """The in-flight chunks of one ``map`` call, in submission order."""
 
-    __slots__ = ("pool", "fn", "source", "star", "fixed", "budget", "max_chunks", "inflight",
+    __slots__ = ("pool", "fn", "source", "star", "fixed", "budget", "max_chunks", "inflight", "current_n",
                  "inflight_items", "item_ns", "next_size", "exhausted")
 
     def __init__(self, pool: Pool, fn, source, star: bool, fixed: int, budget: int, max_chunks: int) -> None:
@@ -341,6 +379,7 @@ class _MapWindow:
         self.fixed = fixed
         self.budget = budget
         self.max_chunks = max_chunks
+        self.current_n = 0  # items of the chunk being yielded (still pulled ahead)
         self.inflight: collections.deque = collections.deque()
         self.inflight_items = 0
         self.item_ns = 0.0  # running estimate of one item's cost
@@ -382,6 +421,11 @@ class _MapWindow:
     def next_chunk(self, end_time: float | None) -> tuple[list, BaseException | None]:
         """Wait for the oldest chunk; returns (results, exception or None).
         Raises StopIteration when every chunk has been consumed."""
+        # The previous chunk has been yielded in full: its items no longer
+        # count against buffersize, so refill before waiting (pipelining).
+        self.inflight_items -= self.current_n
+        self.current_n = 0
+        self.fill()
         if not self.inflight:
             raise StopIteration
         fut, n = self.inflight[0]
@@ -390,12 +434,12 @@ class _MapWindow:
         else:
             out, exc, elapsed = fut.result(end_time - time.monotonic())
         self.inflight.popleft()
-        self.inflight_items -= n
+        self.current_n = n
         if out:
             per_item = elapsed / len(out)
             self.item_ns = per_item if not self.item_ns else 0.5 * self.item_ns + 0.5 * per_item
-        if exc is None:
-            self.fill()
+        if exc is not None:
+            self.exhausted = True  # the map ends at this exception: pull no more
         return out, exc
 
     def cancel_all(self) -> None:
@@ -421,8 +465,10 @@ def _python_exit() -> None:
     _core._set_exiting(True)
     for pool in pools:
         pool._join_native(None)
-    # Pools dropped without shutdown() drain in the background: wait for them.
-    _core.wait_for_workers(None)
+    # Pools dropped without shutdown() drain in the background: wait for
+    # every engine thread, including those started but not yet running
+    # Python (they would otherwise meet a finalizing interpreter).
+    _core.wait_for_engine_threads()
 
 
 def _after_fork_child() -> None:
@@ -435,10 +481,11 @@ def _after_fork_child() -> None:
 
 try:
     threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
-except (AttributeError, RuntimeError):  # pragma: no cover - very old or exiting interpreter
-    import atexit
-
-    atexit.register(_python_exit)
+except (AttributeError, RuntimeError):
+    # Imported while the interpreter already exits (inside an atexit
+    # handler): no exit hook will run any more, so pools must drain and join
+    # when they are shut down or dropped (NativePool.__dealloc__ does).
+    _core._set_exiting(True)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_child)
