@@ -66,7 +66,7 @@ def _run_batch(pool: ringpool.Pool, n: int, start: int, refs: list[weakref.ref])
         futures.append(fut)
     done, not_done = cf.wait(futures, timeout=T)
     assert not not_done, f"{len(not_done)} futures never finished"
-    for i, fut in zip(range(start, start + n), futures):
+    for i, fut in zip(range(start, start + n), futures, strict=True):
         if i % SAMPLE_EVERY == 0:
             result = fut.result(timeout=0)
             assert result.value == i + 1

@@ -599,7 +599,7 @@ def test_exit_with_queued_running_and_failing_tasks_and_no_shutdown():
     assert_clean_exit(proc)
     lines = proc.stdout.splitlines()
     assert "main done" in lines
-    assert sorted(int(l.split()[1]) for l in lines if l.startswith("task ")) == list(range(200))
+    assert sorted(int(line.split()[1]) for line in lines if line.startswith("task ")) == list(range(200))
 
 
 @pytest.mark.parametrize("variant", ["with", "local-no-shutdown", "local-no-wait", "global-no-shutdown"])
@@ -649,8 +649,8 @@ def test_pool_created_inside_an_atexit_handler(variant):
     assert_clean_exit(proc)
     lines = proc.stdout.splitlines()
     assert lines[0] == "main done" and "handler done" in lines
-    ran = sorted(int(l.split()[2]) for l in lines if l.startswith("atexit task"))
-    refused = sorted(int(l.split()[2]) for l in lines if l.startswith("atexit refused"))
+    ran = sorted(int(line.split()[2]) for line in lines if line.startswith("atexit task"))
+    refused = sorted(int(line.split()[2]) for line in lines if line.startswith("atexit refused"))
     assert sorted(ran + refused) == list(range(20)), (
         f"{20 - len(ran) - len(refused)} accepted task(s) never ran\n{describe(proc)}"
     )
@@ -744,7 +744,7 @@ def test_module_global_pool_with_self_referencing_tasks_torn_down_in_finalizatio
     )
     assert_clean_exit(proc)
     lines = proc.stdout.splitlines()
-    assert sorted(int(l.split()[2]) for l in lines if l.startswith("mod task")) == list(range(30))
+    assert sorted(int(line.split()[2]) for line in lines if line.startswith("mod task")) == list(range(30))
     assert lines.count("closer: refused") <= 1
 
 

@@ -468,14 +468,15 @@ _live_workers = 0
 
 
 def live_workers():
-    """Number of ringpool worker threads alive in this process (all pools)."""
-    return _live_workers
+    """Number of ringpool worker threads alive in this process (all pools),
+    counted from before each thread starts until it has left the engine."""
+    return rp_live_threads()
 
 
 def wait_for_workers(timeout=None):
-    """Block (GIL released) until no ringpool worker thread is alive."""
-    with _live_cond:
-        return _live_cond.wait_for(lambda: _live_workers == 0, timeout)
+    """Block (GIL released) until no ringpool worker thread is alive;
+    False on timeout."""
+    return wait_for_engine_threads(timeout)
 
 
 def engine_threads():
@@ -1139,6 +1140,12 @@ cdef class NativePool:
         if not callable(fn):
             raise TypeError("fn must be callable, not %s" % type(fn).__name__)
         fut = Future()
+        if _exiting:
+            # The exit hook has run (or ringpool was imported during exit):
+            # nothing will wait for workers before the interpreter finalizes,
+            # and a worker cannot run Python after that. Run the task here,
+            # so an accepted task always runs (pools used in atexit handlers).
+            return self._run_inline(self._make_task(fn, args, kwargs, fut), fut)
         # A pending future holds only its lock and its task (never part of a
         # cycle: the task's references are cleared when it runs or is
         # dropped). Keeping it out of the cycle collector until it acquires
