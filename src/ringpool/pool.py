@@ -131,16 +131,17 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         scaling: "_scaling.ScalingPolicy | None" = None,
         scaling_interval: float | None = None,
     ) -> None:
+        param = "max_workers"
         if workers is not None:
             if max_workers is not None:
                 raise TypeError("give max_workers or workers, not both")
-            max_workers = workers
+            max_workers, param = workers, "workers"
         if max_workers is None:
             max_workers = _default_max_workers()
         elif isinstance(max_workers, bool) or not isinstance(max_workers, int):
-            raise TypeError(f"max_workers must be an int, not {type(max_workers).__name__}")
+            raise TypeError(f"{param} must be an int, not {type(max_workers).__name__}")
         elif max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
+            raise ValueError(f"{param} must be greater than 0")
         _check_int("min_workers", min_workers, 0)
         if min_workers > max_workers:
             raise ValueError(f"min_workers ({min_workers}) must be <= max_workers ({max_workers})")
