@@ -6,7 +6,14 @@
     1024
 """
 
-from ringpool.errors import (
+import sys as _sys
+
+# Whether threading was imported before ringpool (ringpool's own imports pull
+# it in): pool.py uses it to tell an import inside an atexit handler, where
+# threading's shutdown has already passed unseen, from a normal import.
+_THREADING_PREIMPORTED = "threading" in _sys.modules
+
+from ringpool.errors import (  # noqa: E402
     BrokenPool,
     NativeTaskError,
     PoolClosed,

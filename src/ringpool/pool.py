@@ -13,6 +13,7 @@ import concurrent.futures
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -480,13 +481,44 @@ def _after_fork_child() -> None:
         pool._shutdown_lock = threading.Lock()
 
 
-try:
-    threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
-except (AttributeError, RuntimeError):
-    # Imported while the interpreter already exits (inside an atexit
-    # handler): no exit hook will run any more, so pools must drain and join
-    # when they are shut down or dropped (NativePool.__dealloc__ does).
+def _imported_during_exit() -> bool:
+    """Whether ringpool is being imported inside an atexit handler, after the
+    interpreter's threading shutdown (when ringpool's exit hook can no longer
+    run). Threading's own flag says so when threading was imported before;
+    otherwise its shutdown was skipped unseen, and the signs are: the main
+    thread, atexit callbacks registered, and no __main__ module code running."""
+    if getattr(threading, "_SHUTTING_DOWN", False):
+        return True
+    import ringpool as _pkg
+
+    if getattr(_pkg, "_THREADING_PREIMPORTED", True):
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        import atexit
+
+        if atexit._ncallbacks() == 0:  # type: ignore[attr-defined]
+            return False
+    except AttributeError:  # pragma: no cover - other implementations
+        return False
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            return False
+        frame = frame.f_back
+    return True
+
+
+if _imported_during_exit():
+    # No exit hook will run any more: pools run submitted tasks in the
+    # caller and join when dropped (see _core._submit and __dealloc__).
     _core._set_exiting(True)
+else:
+    try:
+        threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        _core._set_exiting(True)
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_child)
