@@ -309,10 +309,17 @@ wake_or_spawn(rp_pool *p)
 
     /* seq_cst: pairs with a worker's seq_cst increment of idle before it
      * re-checks pending (worker_main), and with try_retire. */
-    if (atomic_load_explicit(&p->idle, memory_order_seq_cst) != 0)
-        rp_park_notify_one(&p->work_park); /* free unless a worker is parked */
-    else
+    if (atomic_load_explicit(&p->idle, memory_order_seq_cst) != 0) {
+        /* A spinning worker will take the task: waking a parked one too
+         * would cost this thread a syscall and put a second thread on the
+         * CPU for nothing (rayon's rule). seq_cst: pairs with the spinner's
+         * seq_cst decrement of spinners, after which it re-checks pending
+         * before it parks (worker_main), so skipping the wake-up is safe. */
+        if (atomic_load_explicit(&p->spinners, memory_order_seq_cst) == 0)
+            rp_park_notify_one(&p->work_park); /* free unless a worker is parked */
+    } else {
         spawn_if_needed(p);
+    }
 }
 
 /* No worker is live (min_workers 0, all expired): start one before the push,
@@ -718,7 +725,9 @@ worker_main(void *arg)
             } while (!arrived && rp_now_ns() < spin_end);
         }
         if (p->spin_ns > 0)
-            atomic_fetch_sub_explicit(&p->spinners, 1, memory_order_relaxed);
+            /* seq_cst: see wake_or_spawn; the loop re-checks pending before
+             * this worker parks. */
+            atomic_fetch_sub_explicit(&p->spinners, 1, memory_order_seq_cst);
         if (arrived)
             continue;
         int64_t deadline = -1;
