@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import subprocess
+import signal
 import sys
 import textwrap
 import threading
@@ -1604,3 +1605,38 @@ def test_pool_referenced_from_its_own_tasks_closure_is_collected():
     )
     assert_clean_exit(proc)
     assert proc.stdout == "ok\n"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_twice_during_exit_does_not_crash():
+    # The exit hook waits (uninterruptibly: no worker may outlive it) for a
+    # pool dropped with work queued; two Ctrl-C arrive meanwhile. The process
+    # must end normally: tasks run, no crash, no fatal error.
+    proc = run_child(
+        """
+        import os, signal, threading
+
+        def slow(i):
+            time.sleep(0.05)
+            say("ran", i)
+
+        pool = ringpool.Pool(1)
+        for i in range(6):
+            pool.submit(slow, i)
+
+        def interrupt_twice():
+            time.sleep(0.08)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_twice, daemon=True).start()
+        del pool  # dropped: the exit hook drains it
+        """,
+        python_args=("-X", "faulthandler"),
+    )
+    assert proc.returncode in (0, 1, 130, -signal.SIGINT), describe(proc)
+    assert "Fatal Python error" not in proc.stderr and "Segmentation" not in proc.stderr, describe(proc)
+    assert sorted(int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("ran")) == list(range(6)), (
+        describe(proc)
+    )

@@ -469,8 +469,17 @@ def _python_exit() -> None:
         pool._join_native(None)
     # Pools dropped without shutdown() drain in the background: wait for
     # every engine thread, including those started but not yet running
-    # Python (they would otherwise meet a finalizing interpreter).
-    _core.wait_for_engine_threads()
+    # Python (they would otherwise meet a finalizing interpreter). Ctrl-C
+    # cannot cut this short: a worker must never outlive the interpreter.
+    warned = False
+    while True:
+        try:
+            _core.wait_for_engine_threads()
+            return
+        except KeyboardInterrupt:
+            if not warned:
+                warned = True
+                sys.stderr.write("ringpool: interrupted during exit; finishing queued tasks first\n")
 
 
 def _after_fork_child() -> None:
