@@ -350,7 +350,7 @@ submit_reserved(rp_pool *p, rp_task *t)
         }
     }
     atomic_store_explicit(&t->state, RP_TASK_QUEUED, memory_order_relaxed);
-    t->submit_ns = p->metrics ? rp_now_ns() : 0;
+    t->submit_ns = p->metrics ? rp_stats_now_ns() : 0;
     /* Counted before the push, so a snapshot never shows a task completed
      * that was not yet submitted. */
     atomic_fetch_add_explicit(&p->submitted[my_stripe()].n, 1, memory_order_relaxed);
@@ -556,12 +556,12 @@ run_one(rp_pool *p, rp_worker *w, rp_task *t, int64_t *last_end_ns)
         /* One clock read per task on the worker: back to back, the end of
          * the previous task is this one's start (the pop in between is
          * counted as queue wait). */
-        start = *last_end_ns ? *last_end_ns : rp_now_ns();
+        start = *last_end_ns ? *last_end_ns : rp_stats_now_ns();
         rp_hist_record(&w->queue_wait, (uint64_t)(start > submitted_at ? start - submitted_at : 0));
     }
     int outcome = t->ops->run(t, w); /* t may be freed from here on */
     if (p->metrics) {
-        int64_t end = rp_now_ns();
+        int64_t end = rp_stats_now_ns();
         rp_hist_record(&w->run_time, (uint64_t)(end > start ? end - start : 0));
         *last_end_ns = end;
     }

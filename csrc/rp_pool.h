@@ -65,7 +65,7 @@ struct rp_task {
     const rp_task_ops *ops; /* set by the caller */
     void *data;             /* the caller's; the engine never reads it */
     _Atomic int state;      /* RP_TASK_*: set to QUEUED by submit */
-    int64_t submit_ns;      /* set by submit: rp_now_ns() when metrics are on, else 0 */
+    int64_t submit_ns;      /* set by submit: rp_stats_now_ns() when metrics are on, else 0 */
 };
 
 typedef struct rp_pool_hooks {

@@ -100,9 +100,9 @@ static int tt_run(rp_task *task, rp_worker *w) {
     if (w != NULL && p != NULL && atomic_load(&c->check_worker) && rp_worker_pool(w) != p)
         bad(c, "rp_worker_pool(worker) is not the pool", t);
     if (c->metrics_off ? task->submit_ns != 0
-                       : (task->submit_ns <= 0 || task->submit_ns > rp_test_now_ns())) {
+                       : (task->submit_ns <= 0 || task->submit_ns > rp_stats_now_ns())) {
         if (atomic_fetch_add(&c->submit_ns_unset, 1) == 0) /* reported once per context */
-            bad(c, "submit_ns not as rp_task says (rp_now_ns() with metrics on, 0 off)", t);
+            bad(c, "submit_ns not as rp_task says (rp_stats_now_ns() with metrics on, 0 off)", t);
     }
 #ifdef __linux__
     if (c->thread_prefix) {
