@@ -5,9 +5,9 @@ every result):
 
 - fine: 4 KiB per task, 20,000 tasks (a few us of hashing per task: dispatch
   and GIL hand-offs dominate, more workers can only contend);
-- coarse: 1 MiB per task, 400 tasks (about 0.7 ms each on one core; fewer
-  tasks than the fine run so that the whole benchmark -- 8 configurations x
-  reps -- stays well under 30 s).
+- coarse: 1 MiB per task, 2,000 tasks (about 0.5 ms each on one core; about
+  0.5 s per run on 2 cores, long enough for the policy to make some fifty
+  decisions at its 10 ms interval; the whole benchmark takes about 40 s).
 
 Configurations: ``Pool(w, min_workers=w)`` for w in 1, 2, 4, 8, 16 (fixed),
 and ``Pool(16, min_workers=1, scaling=Throughput(), scaling_interval=I)``,
@@ -58,7 +58,7 @@ INTERVAL = 0.01
 WORKLOADS = {
     # name: (bytes per task, tasks)
     "fine": (4 * 1024, 20_000),
-    "coarse": (1 << 20, 400),
+    "coarse": (1 << 20, 2000),
 }
 FINE_SLACK = 1.20  # throughput time <= 1.2 x best fixed
 COARSE_MIN_SPEED = 0.90  # throughput speed >= 90% of the best fixed
