@@ -145,6 +145,13 @@ count_of(uint64_t v)
     return v & COUNT_MASK;
 }
 
+/* A `pending` value that gives a sleeper a reason to wake: work, or close. */
+RP_INLINE int
+queued_or_closed(uint64_t v)
+{
+    return count_of(v) != 0 || (v & CLOSED_BIT) != 0;
+}
+
 /* Single-writer counter bump: no locked instruction on the hot path. Readers
  * only need a tear-free value, which the atomic store gives. */
 RP_INLINE void
@@ -585,8 +592,7 @@ work_ready(void *arg)
     rp_pool *p = arg;
     /* seq_cst: the sleeper's re-check; pairs with the submitter's seq_cst
      * reservation in reserve() and the fetch_or in rp_pool_shutdown. */
-    uint64_t v = atomic_load_explicit(&p->pending, memory_order_seq_cst);
-    if (count_of(v) != 0 || (v & CLOSED_BIT))
+    if (queued_or_closed(atomic_load_explicit(&p->pending, memory_order_seq_cst)))
         return 1;
     /* resize() shrank the pool: surplus workers must wake to retire. */
     return atomic_load_explicit(&p->live, memory_order_seq_cst) >
@@ -1054,15 +1060,11 @@ busy_ready(void *arg)
 {
     rp_pool *p = arg;
     /* seq_cst: pairs with the submitter's reservation then its notify. */
-    uint64_t v = atomic_load_explicit(&p->pending, memory_order_seq_cst);
-    if (count_of(v) != 0 || (v & CLOSED_BIT))
+    if (queued_or_closed(atomic_load_explicit(&p->pending, memory_order_seq_cst)))
         return 1;
-    rp_mutex_lock(&p->workers_mutex);
-    unsigned running = 0;
-    for (rp_worker *w = p->live_list; w; w = w->next)
-        running += atomic_load_explicit(&w->running, memory_order_relaxed);
-    rp_mutex_unlock(&p->workers_mutex);
-    return running != 0;
+    rp_pool_stats s;
+    rp_pool_stats_get(p, &s);
+    return s.running != 0;
 }
 
 int
