@@ -31,6 +31,23 @@ def native_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def settled_native_threads(timeout: float = 10.0) -> int:
+    """The thread count once threads left by earlier tests (workers of pools
+    still winding down, executor threads) have exited: no engine worker left
+    and the count unchanged for 0.2 s."""
+    ringpool._core.wait_for_workers(timeout)
+    end = time.monotonic() + timeout
+    last, since = native_threads(), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.02)
+        now = native_threads()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 0.2:
+            break
+    return last
+
+
 def wait_until(pred, timeout: float = 10.0, step: float = 0.005) -> bool:
     end = time.monotonic() + timeout
     while True:
@@ -60,7 +77,7 @@ def snap(target=4, *, queued=0, live=None, idle=None, busy=None, lo=1, hi=16,
 @needs_proc
 @pytest.mark.parametrize("policy", [None, "queue_depth"])
 def test_burst_grows_to_max_then_shrinks_to_min(policy):
-    base = native_threads()
+    base = settled_native_threads()
     kwargs = {}
     timer = 0
     if policy == "queue_depth":
@@ -100,7 +117,7 @@ def _work(i):
 @needs_proc
 @pytest.mark.parametrize("policy", [None, "queue_depth"])
 def test_resize_loop_under_load_loses_nothing(policy):
-    base = native_threads()
+    base = settled_native_threads()
     kwargs = dict(scaling=QueueDepth(step=3), scaling_interval=0.005) if policy else {}
     pool = ringpool.Pool(8, min_workers=1, keep_alive=0.05, **kwargs)
     per_thread = 3000
