@@ -125,6 +125,17 @@ class Future(_cf.Future):
     # check-and-publish is atomic (the free-threading audit notes it).
     @property
     def _condition(self):
+        # For the stdlib: concurrent.futures.wait()/as_completed() only ever
+        # acquire and release `future._condition` (_AcquireFutures) around
+        # reading the state and installing waiters, so this future's lock is
+        # all they need, and waiting on many futures builds no Condition
+        # object per future. Every method that waits or notifies on a
+        # condition is overridden here and uses _wait_cond().
+        return self._get_lock()
+
+    def _wait_cond(self):
+        """The condition variable result()/exception() wait on (created on
+        the first wait; it wraps this future's lock)."""
         cond = self._cond
         if cond is None:
             new = _threading.Condition(self._get_lock())  # may switch threads: before the check
@@ -205,7 +216,7 @@ class Future(_cf.Future):
             _spin_until_done(<_PyTask>task, RESULT_SPIN_NS)
             if self._state == FINISHED:
                 return self._get_result()
-        cond = self._condition
+        cond = self._wait_cond()
         with cond:
             state = self._state
             if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
@@ -227,7 +238,7 @@ class Future(_cf.Future):
             return self._exception
         if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
             raise _CancelledError()
-        cond = self._condition
+        cond = self._wait_cond()
         with cond:
             state = self._state
             if state == CANCELLED or state == CANCELLED_AND_NOTIFIED:
