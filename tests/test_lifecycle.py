@@ -21,8 +21,8 @@ import gc
 import logging
 import os
 import re
-import subprocess
 import signal
+import subprocess
 import sys
 import textwrap
 import threading

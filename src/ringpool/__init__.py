@@ -13,7 +13,8 @@ import sys as _sys
 # threading's shutdown has already passed unseen, from a normal import.
 _THREADING_PREIMPORTED = "threading" in _sys.modules
 
-from ringpool.errors import (  # noqa: E402
+from ringpool._core import TaskInfo, TaskOutcome
+from ringpool.errors import (
     BrokenPool,
     NativeTaskError,
     PoolClosed,
@@ -22,7 +23,6 @@ from ringpool.errors import (  # noqa: E402
     TaskCancelled,
     TaskTimeout,
 )
-from ringpool._core import TaskInfo, TaskOutcome
 from ringpool.pool import Future, Pool
 from ringpool.scaling import OnDemand, QueueDepth, ScalingPolicy, ScalingSnapshot, Throughput
 from ringpool.stats import LatencyHistogram, PoolStats

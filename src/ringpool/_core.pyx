@@ -849,13 +849,13 @@ cdef int64_t RESULT_SPIN_NS = 20000
 cdef void _spin_until_done(_PyTask task, int64_t max_ns) noexcept:
     cdef rp_task *hdr = &task.hdr
     cdef int64_t end
-    cdef int i, st
+    cdef int _i, st
     cdef unsigned rounds
     with nogil:
         end = rp_now_ns() + max_ns
         rounds = 0
         while True:
-            for i in range(32):
+            for _i in range(32):
                 st = hdr.state  # an atomic (seq_cst) load: hdr.state is _Atomic
                 if st == RP_TASK_DONE or st == RP_TASK_CANCELLED:
                     return

@@ -17,12 +17,12 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ringpool import _core
-from ringpool._core import Future
-from ringpool.errors import PoolClosed
 from ringpool import scaling as _scaling  # scaling policy layer
+from ringpool._core import Future
 from ringpool.stats import LatencyHistogram, PoolStats
 
 __all__ = ["Pool", "Future"]
@@ -34,7 +34,7 @@ _ON_FULL = {
 }
 
 # Every pool alive in this process, for the exit and fork hooks.
-_pools: "weakref.WeakSet[Pool]" = weakref.WeakSet()
+_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 _pool_counter = itertools.count()
 
 # map(): aim for chunks that run about this long, so per-chunk costs (one
@@ -129,7 +129,7 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         before_task: Callable[[Any], object] | None = None,
         after_task: Callable[[Any, Any], object] | None = None,
         failure_log_level: int | None = logging.DEBUG,
-        scaling: "_scaling.ScalingPolicy | None" = None,
+        scaling: _scaling.ScalingPolicy | None = None,
         scaling_interval: float | None = None,
     ) -> None:
         param = "max_workers"
@@ -293,7 +293,7 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
             raise TypeError("map() must have at least one iterable")
         end_time = None if timeout is None else timeout + time.monotonic()
         star = len(iterables) > 1
-        source = zip(*iterables) if star else iter(iterables[0])
+        source = zip(*iterables, strict=False) if star else iter(iterables[0])  # map stops at the shortest
         fixed = chunksize if chunksize > 1 else 0
         # In flight: at most buffersize items, and a few chunks per worker.
         max_chunks = 2 * self._max_workers + 2

@@ -86,7 +86,7 @@ class ScalingPolicy(Protocol):
     after ``target`` returns) used in the log record of a change.
     """
 
-    def target(self, snapshot: "ScalingSnapshot") -> int | None: ...
+    def target(self, snapshot: ScalingSnapshot) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -372,7 +372,7 @@ class Scaler:
     exit (use ``with Pool(...)`` or call ``shutdown()``).
     """
 
-    def __init__(self, pool: "Pool", policy: Any, interval: float, min_workers: int, max_workers: int) -> None:
+    def __init__(self, pool: Pool, policy: Any, interval: float, min_workers: int, max_workers: int) -> None:
         self.policy = policy
         self.interval = interval
         self.lock = threading.Lock()
@@ -392,20 +392,20 @@ class Scaler:
     def bounds(self) -> tuple[int, int]:
         return self.min_workers, self.max_workers
 
-    def start(self, pool: "Pool") -> None:
+    def start(self, pool: Pool) -> None:
         with self.lock:
             if self.target != self.max_workers:
                 pool._resize_native(self.min_workers, self.target)
         self.thread.start()
 
-    def set_bounds(self, pool: "Pool", lo: int, hi: int) -> None:
+    def set_bounds(self, pool: Pool, lo: int, hi: int) -> None:
         """A user resize: new bounds; the target is clamped into them."""
         with self.lock:
             self.min_workers, self.max_workers = lo, hi
             self.target = _clamp(self.target, lo, hi)
             pool._resize_native(lo, self.target)
 
-    def _apply(self, pool: "Pool", want: int, snap: ScalingSnapshot) -> None:
+    def _apply(self, pool: Pool, want: int, snap: ScalingSnapshot) -> None:
         with self.lock:
             lo, hi = self.min_workers, self.max_workers
             new = _clamp(int(want), lo, hi)

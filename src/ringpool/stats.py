@@ -8,8 +8,9 @@ everything here runs on read, off the hot path.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["PoolStats", "LatencyHistogram"]
 
@@ -30,7 +31,7 @@ class LatencyHistogram:
     buckets: tuple[tuple[float, float, int], ...] = field(default=())
 
     @classmethod
-    def from_native(cls, raw: dict[str, Any], lower_ns: Sequence[int], upper_ns: Sequence[int]) -> "LatencyHistogram":
+    def from_native(cls, raw: dict[str, Any], lower_ns: Sequence[int], upper_ns: Sequence[int]) -> LatencyHistogram:
         buckets = tuple(
             (lower_ns[i] / 1e9, (upper_ns[i] if upper_ns[i] < 2**63 else lower_ns[i] * 2) / 1e9, c)
             for i, c in enumerate(raw["counts"])
@@ -123,7 +124,7 @@ class PoolStats:
         uptime: float,
         queue_wait: LatencyHistogram = _EMPTY,
         run_time: LatencyHistogram = _EMPTY,
-    ) -> "PoolStats":
+    ) -> PoolStats:
         raw = dict(raw)
         raw["queue_capacity"] = raw["queue_capacity"] or None
         raw["busy_workers"] = raw["running"]
