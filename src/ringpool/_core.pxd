@@ -13,7 +13,6 @@ cdef struct worker_state:
     int holding                # 1 while this worker holds the GIL
     PyObject *thread           # owned: the _WorkerThread object
     PyObject *deferred         # owned: a finished task, released at the next GIL hold
-    int counted                # 1 while counted in _core._live_workers
 
 
 cdef class _WorkerCtx:

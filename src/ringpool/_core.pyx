@@ -471,12 +471,10 @@ class _WorkerThread(_threading._DummyThread):
         return "<ringpool worker %r ident=%s>" % (self.name, self.ident)
 
 
-# Live worker threads across all pools, so the exit hook can wait for
-# workers of pools that were dropped without shutdown(): no native worker may
-# still run Python once the interpreter finalizes.
-_live_cond = _threading.Condition(_threading.Lock())
-_live_workers = 0
-
+# Live worker threads across all pools are counted by the engine
+# (rp_live_threads), from before each thread starts: the exit hook waits for
+# them, since no native worker may still run Python once the interpreter
+# finalizes.
 
 def live_workers():
     """Number of ringpool worker threads alive in this process (all pools),
@@ -509,9 +507,6 @@ def wait_for_engine_threads(timeout=None):
 
 def _after_fork_child():
     """Reset module state in a forked child: the parent's workers do not exist."""
-    global _live_cond, _live_workers
-    _live_cond = _threading.Condition(_threading.Lock())
-    _live_workers = 0
     rp_after_fork_child()
 
 
@@ -525,13 +520,9 @@ cdef class _WorkerCtx:
     cdef int worker_started(self, unsigned index, worker_state *ws) except -1:
         """Python-side start of a worker: 0 when it may run tasks, 1 when its
         initializer failed (the pool is broken and this worker's state undone)."""
-        global _live_workers
         thread = _WorkerThread("%s_%d" % (self.prefix, index))
         Py_INCREF(thread)
         ws.thread = <PyObject*>thread
-        with _live_cond:
-            _live_workers += 1
-            ws.counted = 1
         if self.initializer is not None:
             try:
                 self.initializer(*self.initargs)
@@ -546,7 +537,6 @@ cdef class _WorkerCtx:
 
     cdef void worker_stopped(self, worker_state *ws) noexcept:
         """Undo worker_started (idempotent)."""
-        global _live_workers
         cdef object thread
         if ws.thread != NULL:
             thread = <object>ws.thread
@@ -559,11 +549,6 @@ cdef class _WorkerCtx:
                         del _threading._active[thread.ident]
             except BaseException:
                 _unraisable("ringpool worker exit")
-        if ws.counted:
-            ws.counted = 0
-            with _live_cond:
-                _live_workers -= 1
-                _live_cond.notify_all()
 
     cdef void break_pool(self, str why) noexcept:
         if self.broken is None:
