@@ -468,3 +468,21 @@ def test_fork_from_a_busy_pool_repeatedly():
     )
     assert_clean_exit(proc)
     assert proc.stdout.splitlines() == ["children [0, 0, 0, 0, 0]", "parent done"]
+
+
+def test_python_dash_m_runs_tasks_on_workers(tmp_path):
+    # `python -m pkg` imports ringpool under runpy frames. Where nothing has
+    # imported threading yet (a fresh venv), ringpool must not mistake that
+    # for an import inside an atexit handler (which would run every task in
+    # the caller): tasks run on worker threads.
+    (tmp_path / "rp_dash_m.py").write_text(
+        "import threading, ringpool, ringpool._core as core\n"
+        "with ringpool.Pool(2) as pool:\n"
+        "    idents = {pool.submit(threading.get_ident).result(10) for _ in range(20)}\n"
+        "print(core._exiting, threading.get_ident() in idents, flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "rp_dash_m"], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout == "False False\n"

@@ -494,8 +494,13 @@ def _imported_during_exit() -> bool:
     """Whether ringpool is being imported inside an atexit handler, after the
     interpreter's threading shutdown (when ringpool's exit hook can no longer
     run). Threading's own flag says so when threading was imported before;
-    otherwise its shutdown was skipped unseen, and the signs are: the main
-    thread, atexit callbacks registered, and no __main__ module code running."""
+    otherwise its shutdown was skipped unseen, and the sign is the bottom of
+    the Python stack: during the program it is module code (a script, -c, the
+    REPL) or runpy (-m); in an atexit handler it is a plain function called
+    from C. Import machinery and ringpool's own frames are skipped. (An
+    embedding application that calls a Python function which first imports
+    ringpool, with threading never imported and atexit callbacks registered,
+    would be taken for an exit: submits then run in the caller.)"""
     if getattr(threading, "_SHUTTING_DOWN", False):
         return True
     import ringpool as _pkg
@@ -511,11 +516,20 @@ def _imported_during_exit() -> bool:
             return False
     except AttributeError:  # pragma: no cover - other implementations
         return False
+    here = os.path.dirname(os.path.abspath(__file__))
+    bottom = None
     frame = sys._getframe()
     while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
-            return False
+        filename = frame.f_code.co_filename
+        if not (filename.startswith("<frozen") or os.path.dirname(os.path.abspath(filename)) == here):
+            bottom = frame
         frame = frame.f_back
+    if bottom is None:
+        return False  # imported from C with no Python caller: not an atexit handler
+    if bottom.f_code.co_name == "<module>":
+        return False
+    if os.path.basename(bottom.f_code.co_filename) == "runpy.py":
+        return False  # python -m
     return True
 
 
