@@ -471,11 +471,15 @@ def test_fork_from_a_busy_pool_repeatedly():
 
 
 def test_python_dash_m_runs_tasks_on_workers(tmp_path):
-    # `python -m pkg` imports ringpool under runpy frames. Where nothing has
-    # imported threading yet (a fresh venv), ringpool must not mistake that
-    # for an import inside an atexit handler (which would run every task in
-    # the caller): tasks run on worker threads.
-    (tmp_path / "rp_dash_m.py").write_text(
+    # `python -m pkg` imports pkg (and so ringpool) from runpy, before any
+    # __main__ code runs. Where nothing has imported threading yet (a fresh
+    # venv), ringpool must not mistake that for an import inside an atexit
+    # handler (which would run every task in the caller): tasks run on
+    # worker threads. `python -m ringpool` is exactly this case.
+    pkg = tmp_path / "rp_dash_m"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import ringpool  # imported by runpy, before __main__\n")
+    (pkg / "__main__.py").write_text(
         "import threading, ringpool, ringpool._core as core\n"
         "with ringpool.Pool(2) as pool:\n"
         "    idents = {pool.submit(threading.get_ident).result(10) for _ in range(20)}\n"
