@@ -83,7 +83,7 @@ def test_result_timeout(executor_factory):
     started, release = threading.Event(), threading.Event()
     fut = ex.submit(_blocker, started, release, "late")
     _wait_running(started)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(cf.TimeoutError):  # TimeoutError itself from 3.11 on
         fut.result(timeout=0.01)
     release.set()
     assert fut.result(timeout=T) == "late"
@@ -131,7 +131,7 @@ def test_map_timeout_raises_timeout_error(executor_factory):
     release = threading.Event()
     try:
         results = ex.map(release.wait, [T], timeout=0.05)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(cf.TimeoutError):  # TimeoutError itself from 3.11 on
             list(results)
     finally:
         release.set()
@@ -340,7 +340,7 @@ def test_as_completed_timeout(executor_factory):
     started, release = threading.Event(), threading.Event()
     slow = ex.submit(_blocker, started, release)
     _wait_running(started)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(cf.TimeoutError):  # TimeoutError itself from 3.11 on
         list(cf.as_completed([slow], timeout=0.01))
     release.set()
     slow.result(timeout=T)
