@@ -34,6 +34,11 @@
 /* Submitting threads count into one of these stripes (by thread), so
  * concurrent submitters do not write one cache line. */
 #define SUBMIT_STRIPES 16
+/* A timer heap entry's index when it is not in the heap. */
+#define NO_INDEX ((size_t)-1)
+/* How long an idle timer thread (no armed task) lingers before it exits; the
+ * next armed submit starts a new one. */
+#define TIMER_KEEP_ALIVE_NS ((int64_t)1000000000)
 
 struct rp_worker {
     rp_pool *pool;
@@ -49,6 +54,7 @@ struct rp_worker {
     _Atomic uint64_t failed;
     _Atomic uint64_t panics;
     _Atomic uint64_t cancelled;
+    _Atomic uint64_t overran_returned; /* ops->run returned RP_OUTCOME_OVERRAN */
     _Atomic unsigned running; /* 1 while inside ops->run */
     rp_hist queue_wait;       /* submit to start, ns */
     rp_hist run_time;         /* start to end of ops->run, ns */
@@ -99,7 +105,24 @@ struct rp_pool {
     _Atomic unsigned refs; /* owner + one per started worker thread */
     /* Counters of workers that have exited, and of discards by non-workers. */
     _Atomic uint64_t done_started, done_completed, done_failed, done_panics, done_cancelled;
+    _Atomic uint64_t done_overran_returned;
     rp_hist done_wait, done_run; /* folded from exited workers, under workers_mutex */
+
+    /* Deadlines: a binary min-heap of armed tasks ordered by deadline_ns, with
+     * each task's index stored in the task (O(log n) removal when it ends
+     * first). Guarded by timer_mutex, which is never held while an op runs.
+     * Served by one timer thread, started by the first armed submit and
+     * gone after TIMER_KEEP_ALIVE_NS with nothing armed. */
+    rp_mutex timer_mutex;
+    rp_cond timer_cond;
+    rp_task **heap;
+    size_t heap_len, heap_cap;
+    int timer_running;              /* under timer_mutex: a timer thread serves the heap */
+    rp_task *timer_firing;          /* under timer_mutex: the entry being fired now */
+    unsigned firing_waiters;        /* under timer_mutex: timer_unarm_refused callers */
+    _Atomic unsigned timers_live;   /* timer threads not yet gone (join waits; workers_cond) */
+    _Atomic uint64_t expired, overran;
+    _Atomic int64_t expired_queued; /* expired but not yet popped (still counted in pending) */
 
     /* Configuration (read-only after create). */
     int64_t keep_alive_ns;
@@ -134,6 +157,8 @@ my_stripe(void)
 
 static void pool_unref(rp_pool *p);
 static int start_worker_locked(rp_pool *p);
+static int timer_arm(rp_pool *p, rp_task *t);
+static void timer_unarm_refused(rp_pool *p, rp_task *t);
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                            */
@@ -357,13 +382,26 @@ submit_reserved(rp_pool *p, rp_task *t)
         }
     }
     atomic_store_explicit(&t->state, RP_TASK_QUEUED, memory_order_relaxed);
+    atomic_store_explicit(&t->cancel, 0, memory_order_relaxed);
     t->submit_ns = p->metrics ? rp_stats_now_ns() : 0;
+    t->pool = NULL;
+    if (t->deadline_ns > 0) {
+        /* Armed before the push: once a worker can see the task, its timer
+         * entry exists (rp_task_disarm in ops->run relies on it). */
+        rc = timer_arm(p, t);
+        if (RP_UNLIKELY(rc != RP_OK)) {
+            unreserve(p);
+            return rc;
+        }
+    }
     /* Counted before the push, so a snapshot never shows a task completed
      * that was not yet submitted. */
     atomic_fetch_add_explicit(&p->submitted[my_stripe()].n, 1, memory_order_relaxed);
     rc = queue_push(p, t);
     if (RP_UNLIKELY(rc != RP_OK)) {
         atomic_fetch_sub_explicit(&p->submitted[my_stripe()].n, 1, memory_order_relaxed);
+        if (t->deadline_ns > 0)
+            timer_unarm_refused(p, t);
         unreserve(p);
         return rc;
     }
@@ -524,6 +562,262 @@ rp_task_cancel(rp_task *t)
                                                    memory_order_acq_rel, memory_order_acquire);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Deadlines: the timer heap and its thread                           */
+/* ------------------------------------------------------------------ */
+
+/* State of a task whose push failed after it was armed: the timer skips it. */
+#define TASK_REFUSED 5
+
+static void
+heap_set(rp_pool *p, size_t i, rp_task *t)
+{
+    p->heap[i] = t;
+    t->heap_index = i;
+}
+
+static void
+heap_sift_up(rp_pool *p, size_t i)
+{
+    rp_task *t = p->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (p->heap[parent]->deadline_ns <= t->deadline_ns)
+            break;
+        heap_set(p, i, p->heap[parent]);
+        i = parent;
+    }
+    heap_set(p, i, t);
+}
+
+static void
+heap_sift_down(rp_pool *p, size_t i)
+{
+    rp_task *t = p->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= p->heap_len)
+            break;
+        if (c + 1 < p->heap_len && p->heap[c + 1]->deadline_ns < p->heap[c]->deadline_ns)
+            c++;
+        if (t->deadline_ns <= p->heap[c]->deadline_ns)
+            break;
+        heap_set(p, i, p->heap[c]);
+        i = c;
+    }
+    heap_set(p, i, t);
+}
+
+/* Removes the entry at i. Caller holds timer_mutex. */
+static void
+heap_remove(rp_pool *p, size_t i)
+{
+    rp_task *t = p->heap[i];
+    t->heap_index = NO_INDEX;
+    p->heap_len--;
+    if (i == p->heap_len)
+        return;
+    heap_set(p, i, p->heap[p->heap_len]);
+    if (i > 0 && p->heap[(i - 1) / 2]->deadline_ns > p->heap[i]->deadline_ns)
+        heap_sift_up(p, i);
+    else
+        heap_sift_down(p, i);
+}
+
+/* The deadline passed: expire a queued task, flag a running one. */
+static void
+timer_fire(rp_pool *p, rp_task *t)
+{
+    int st = RP_TASK_QUEUED;
+    /* acq_rel: pairs with the worker's CAS QUEUED -> RUNNING in run_one and
+     * with rp_task_cancel's: exactly one of the three wins a queued task. */
+    if (atomic_compare_exchange_strong_explicit(&t->state, &st, RP_TASK_EXPIRED,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        /* Counted before the op reports it, so a caller released by the
+         * time-out already sees it in the stats. */
+        atomic_fetch_add_explicit(&p->expired_queued, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->expired, 1, memory_order_relaxed);
+        t->ops->timer(t, RP_TIMER_EXPIRED);
+    } else if (st == RP_TASK_CANCELLED) {
+        t->ops->timer(t, RP_TIMER_RELEASE);
+    } else if (st == TASK_REFUSED) {
+        /* Its submit failed: the submitter waits in timer_unarm_refused
+         * until this thread has let go of it. */
+    } else {
+        /* RUNNING, or DONE with its outcome unpublished (ops->run found the
+         * entry gone). release: pairs with the acquire load of a poller
+         * that then reads what this thread wrote before (nothing today;
+         * cheap, and it keeps the flag a proper publication). */
+        atomic_store_explicit(&t->cancel, 1, memory_order_release);
+        atomic_fetch_add_explicit(&p->overran, 1, memory_order_relaxed);
+        t->ops->timer(t, RP_TIMER_OVERRUN);
+    }
+}
+
+static void *
+timer_main(void *arg)
+{
+    rp_pool *p = arg;
+    void *local = NULL;
+    {
+        char tname[48];
+        snprintf(tname, sizeof tname, "%s-timer", p->name);
+        rp_thread_set_name(tname);
+    }
+    int ok = p->hooks.timer_start == NULL || p->hooks.timer_start(p->hooks_ctx, &local) == 0;
+    rp_mutex_lock(&p->timer_mutex);
+    int64_t idle_until = -1;
+    while (ok) {
+        if (p->heap_len == 0) {
+            /* seq_cst: pairs with the fetch_or of CLOSED in rp_pool_shutdown,
+             * which then signals timer_cond under timer_mutex. */
+            if (atomic_load_explicit(&p->pending, memory_order_seq_cst) & CLOSED_BIT)
+                break; /* closed: no task can be armed any more */
+            if (idle_until < 0)
+                idle_until = rp_now_ns() + TIMER_KEEP_ALIVE_NS;
+            if (rp_cond_wait_until(&p->timer_cond, &p->timer_mutex, idle_until) == RP_ETIMEDOUT &&
+                p->heap_len == 0)
+                break;
+            continue;
+        }
+        idle_until = -1;
+        rp_task *t = p->heap[0];
+        if (t->deadline_ns > rp_now_ns()) {
+            rp_cond_wait_until(&p->timer_cond, &p->timer_mutex, t->deadline_ns);
+            continue;
+        }
+        heap_remove(p, 0);
+        p->timer_firing = t;
+        rp_mutex_unlock(&p->timer_mutex);
+        timer_fire(p, t); /* t may be freed once this returns */
+        rp_mutex_lock(&p->timer_mutex);
+        p->timer_firing = NULL;
+        if (p->firing_waiters)
+            rp_cond_broadcast(&p->timer_cond);
+    }
+    p->timer_running = 0; /* the next arm starts a new timer thread */
+    rp_mutex_unlock(&p->timer_mutex);
+    if (ok && p->hooks.timer_stop)
+        p->hooks.timer_stop(p->hooks_ctx, local);
+    rp_mutex_lock(&p->workers_mutex);
+    atomic_fetch_sub_explicit(&p->timers_live, 1, memory_order_relaxed);
+    rp_cond_broadcast(&p->workers_cond); /* rp_pool_join waits for timers too */
+    rp_mutex_unlock(&p->workers_mutex);
+    pool_unref(p); /* may free the pool */
+    /* release: pairs with rp_live_threads' acquire load. */
+    atomic_fetch_sub_explicit(&live_threads, 1, memory_order_release);
+    return NULL;
+}
+
+/* Puts an armed task's entry in the heap; starts the timer thread if none
+ * serves it. */
+static int
+timer_arm(rp_pool *p, rp_task *t)
+{
+    int rc = RP_OK;
+    rp_mutex_lock(&p->timer_mutex);
+    if (p->heap_len == p->heap_cap) {
+        size_t ncap = p->heap_cap ? p->heap_cap * 2 : 256;
+        rp_task **nheap = realloc(p->heap, ncap * sizeof *nheap);
+        if (nheap == NULL) {
+            rp_mutex_unlock(&p->timer_mutex);
+            return RP_ENOMEM;
+        }
+        p->heap = nheap;
+        p->heap_cap = ncap;
+    }
+    t->pool = p;
+    p->heap[p->heap_len] = t;
+    t->heap_index = p->heap_len++;
+    heap_sift_up(p, t->heap_index);
+    if (!p->timer_running) {
+        rp_thread th;
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed); /* the timer's */
+        atomic_fetch_add_explicit(&p->timers_live, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&live_threads, 1, memory_order_relaxed);
+        if (rp_thread_create(&th, timer_main, p, 0) == RP_OK) {
+            rp_thread_detach(th); /* it unrefs the pool as it leaves; join waits on timers_live */
+            p->timer_running = 1;
+        } else {
+            atomic_fetch_sub_explicit(&live_threads, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&p->timers_live, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&p->refs, 1, memory_order_relaxed);
+            heap_remove(p, t->heap_index);
+            t->pool = NULL;
+            rc = RP_ETHREAD;
+        }
+    } else if (t->heap_index == 0) {
+        rp_cond_signal(&p->timer_cond); /* a new earliest deadline */
+    }
+    rp_mutex_unlock(&p->timer_mutex);
+    return rc;
+}
+
+/* A push failed after the task was armed: take the entry back, or wait until
+ * the timer, which may be firing it right now, has let go of it (it skips
+ * refused tasks), so ops->timer is never called for a failed submit. */
+static void
+timer_unarm_refused(rp_pool *p, rp_task *t)
+{
+    atomic_store_explicit(&t->state, TASK_REFUSED, memory_order_seq_cst);
+    rp_mutex_lock(&p->timer_mutex);
+    if (t->heap_index != NO_INDEX) {
+        heap_remove(p, t->heap_index);
+    } else {
+        p->firing_waiters++;
+        while (p->timer_firing == t)
+            rp_cond_wait_until(&p->timer_cond, &p->timer_mutex, -1);
+        p->firing_waiters--;
+    }
+    t->pool = NULL;
+    rp_mutex_unlock(&p->timer_mutex);
+}
+
+int
+rp_task_disarm(rp_task *t)
+{
+    rp_pool *p = t->pool;
+    if (t->deadline_ns <= 0 || p == NULL)
+        return 1; /* never armed, or already taken back */
+    int removed = 0;
+    rp_mutex_lock(&p->timer_mutex);
+    if (t->heap_index != NO_INDEX) {
+        heap_remove(p, t->heap_index);
+        t->pool = NULL;
+        removed = 1;
+        /* seq_cst: as in timer_main; a closed pool's timer exits once empty. */
+        if (p->heap_len == 0 && (atomic_load_explicit(&p->pending, memory_order_seq_cst) & CLOSED_BIT))
+            rp_cond_signal(&p->timer_cond);
+    }
+    rp_mutex_unlock(&p->timer_mutex);
+    return removed;
+}
+
+void
+rp_task_request_cancel(rp_task *t)
+{
+    /* release: see timer_fire. */
+    atomic_store_explicit(&t->cancel, 1, memory_order_release);
+}
+
+/* Hands a task that will never run back to its owner: its timer entry first
+ * (while t is surely alive), then ops->discard. */
+static void
+hand_back_discard(rp_task *t, int reason)
+{
+    if (t->deadline_ns > 0 && reason != RP_DISCARD_EXPIRED && t->pool != NULL && rp_task_disarm(t))
+        t->ops->timer(t, RP_TIMER_RELEASE);
+    t->ops->discard(t, reason);
+}
+
+/* Why a task that a worker or shutdown failed to claim is being dropped. */
+RP_INLINE int
+lost_reason(int state)
+{
+    return state == RP_TASK_EXPIRED ? RP_DISCARD_EXPIRED : RP_DISCARD_CANCELLED;
+}
+
 /* ------------------------------------------------------------------ */
 /* Workers                                                            */
 /* ------------------------------------------------------------------ */
@@ -538,22 +832,27 @@ static void
 run_one(rp_pool *p, rp_worker *w, rp_task *t, int64_t *last_end_ns)
 {
     int expected = RP_TASK_QUEUED;
+    int reason;
     if (RP_UNLIKELY(atomic_load_explicit(&p->pending, memory_order_relaxed) & DISCARD_BIT)) {
         /* A discarding shutdown: the task never runs. */
-        int reason = atomic_compare_exchange_strong_explicit(
-                         &t->state, &expected, RP_TASK_CANCELLED, memory_order_acq_rel,
-                         memory_order_acquire)
-                         ? RP_DISCARD_SHUTDOWN
-                         : RP_DISCARD_CANCELLED;
-        t->ops->discard(t, reason);
-        bump(&w->cancelled);
-        return;
+        reason = atomic_compare_exchange_strong_explicit(&t->state, &expected, RP_TASK_CANCELLED,
+                                                         memory_order_acq_rel, memory_order_acquire)
+                     ? RP_DISCARD_SHUTDOWN
+                     : lost_reason(expected);
+    } else if (atomic_compare_exchange_strong_explicit(&t->state, &expected, RP_TASK_RUNNING,
+                                                       memory_order_acq_rel, memory_order_acquire)) {
+        /* acq_rel: pairs with the CASes in rp_task_cancel and timer_fire;
+         * exactly one of them wins. */
+        reason = 0;
+    } else {
+        reason = lost_reason(expected);
     }
-    /* acq_rel: pairs with the CAS in rp_task_cancel; exactly one of them wins. */
-    if (!atomic_compare_exchange_strong_explicit(&t->state, &expected, RP_TASK_RUNNING,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
-        t->ops->discard(t, RP_DISCARD_CANCELLED);
-        bump(&w->cancelled);
+    if (reason != 0) {
+        if (reason == RP_DISCARD_EXPIRED)
+            atomic_fetch_sub_explicit(&p->expired_queued, 1, memory_order_relaxed);
+        else
+            bump(&w->cancelled);
+        hand_back_discard(t, reason);
         return;
     }
     atomic_store_explicit(&w->running, 1, memory_order_relaxed);
@@ -580,6 +879,8 @@ run_one(rp_pool *p, rp_worker *w, rp_task *t, int64_t *last_end_ns)
     } else if (outcome == RP_OUTCOME_RAISED) {
         bump(&w->failed);
         bump(&w->panics);
+    } else if (outcome == RP_OUTCOME_OVERRAN) {
+        bump(&w->overran_returned); /* counted as overran by the timer already */
     } else {
         bump(&w->cancelled);
     }
@@ -777,6 +1078,9 @@ out:
     atomic_fetch_add_explicit(&p->done_cancelled,
                               atomic_load_explicit(&w->cancelled, memory_order_relaxed),
                               memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->done_overran_returned,
+                              atomic_load_explicit(&w->overran_returned, memory_order_relaxed),
+                              memory_order_relaxed);
     for (rp_worker **pp = &p->live_list; *pp; pp = &(*pp)->next) {
         if (*pp == w) {
             *pp = w->next;
@@ -870,7 +1174,8 @@ rp_pool_create(const rp_pool_config *cfg, rp_pool **out)
     if (rp_park_init(&p->work_park) != RP_OK || rp_park_init(&p->busy_park) != RP_OK ||
         rp_mutex_init(&p->ovf_mutex) != RP_OK ||
         rp_mutex_init(&p->space_mutex) != RP_OK || rp_cond_init(&p->space_cond) != RP_OK ||
-        rp_mutex_init(&p->workers_mutex) != RP_OK || rp_cond_init(&p->workers_cond) != RP_OK) {
+        rp_mutex_init(&p->workers_mutex) != RP_OK || rp_cond_init(&p->workers_cond) != RP_OK ||
+        rp_mutex_init(&p->timer_mutex) != RP_OK || rp_cond_init(&p->timer_cond) != RP_OK) {
         rp_ring_destroy(&p->ring);
         rp_aligned_free(p);
         return RP_ENOMEM;
@@ -914,13 +1219,17 @@ discard_queued(rp_pool *p)
         rp_task *t = queue_pop(p);
         if (t != NULL) {
             int expected = RP_TASK_QUEUED;
+            /* acq_rel: as in run_one. */
             int reason = atomic_compare_exchange_strong_explicit(
                              &t->state, &expected, RP_TASK_CANCELLED, memory_order_acq_rel,
                              memory_order_acquire)
                              ? RP_DISCARD_SHUTDOWN
-                             : RP_DISCARD_CANCELLED;
-            t->ops->discard(t, reason);
-            atomic_fetch_add_explicit(&p->done_cancelled, 1, memory_order_relaxed);
+                             : lost_reason(expected);
+            if (reason == RP_DISCARD_EXPIRED)
+                atomic_fetch_sub_explicit(&p->expired_queued, 1, memory_order_relaxed);
+            else
+                atomic_fetch_add_explicit(&p->done_cancelled, 1, memory_order_relaxed);
+            hand_back_discard(t, reason);
             continue;
         }
         if (count_of(atomic_load_explicit(&p->pending, memory_order_seq_cst)) == 0)
@@ -942,6 +1251,9 @@ rp_pool_shutdown(rp_pool *p, rp_shutdown_mode mode)
     rp_cond_broadcast(&p->work_park.cond);
     rp_mutex_unlock(&p->work_park.mutex);
     space_notify(p); /* blocked submitters leave with RP_ESHUTDOWN */
+    rp_mutex_lock(&p->timer_mutex); /* an idle timer leaves now that nothing can be armed */
+    rp_cond_broadcast(&p->timer_cond);
+    rp_mutex_unlock(&p->timer_mutex);
     rp_park_notify_all(&p->busy_park);
     if (mode == RP_SHUTDOWN_DISCARD)
         discard_queued(p);
@@ -956,9 +1268,11 @@ rp_pool_join(rp_pool *p, int64_t deadline_ns)
     if (tls_worker != NULL && tls_worker->pool == p)
         return RP_EDEADLK;
     rp_mutex_lock(&p->workers_mutex);
-    while (atomic_load_explicit(&p->live, memory_order_relaxed) != 0 || p->live_list != NULL) {
+    while (atomic_load_explicit(&p->live, memory_order_relaxed) != 0 || p->live_list != NULL ||
+           atomic_load_explicit(&p->timers_live, memory_order_relaxed) != 0) {
         if (rp_cond_wait_until(&p->workers_cond, &p->workers_mutex, deadline_ns) == RP_ETIMEDOUT &&
-            (atomic_load_explicit(&p->live, memory_order_relaxed) != 0 || p->live_list != NULL)) {
+            (atomic_load_explicit(&p->live, memory_order_relaxed) != 0 || p->live_list != NULL ||
+             atomic_load_explicit(&p->timers_live, memory_order_relaxed) != 0)) {
             rp_mutex_unlock(&p->workers_mutex);
             reap_dead(p);
             return RP_ETIMEDOUT;
@@ -1016,7 +1330,9 @@ rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
     out->failed = atomic_load_explicit(&p->done_failed, memory_order_relaxed);
     out->panics = atomic_load_explicit(&p->done_panics, memory_order_relaxed);
     out->cancelled = atomic_load_explicit(&p->done_cancelled, memory_order_relaxed);
+    uint64_t returned = atomic_load_explicit(&p->done_overran_returned, memory_order_relaxed);
     for (rp_worker *w = p->live_list; w; w = w->next) {
+        returned += atomic_load_explicit(&w->overran_returned, memory_order_relaxed);
         out->started += atomic_load_explicit(&w->started, memory_order_relaxed);
         out->panics += atomic_load_explicit(&w->panics, memory_order_relaxed);
         out->completed += atomic_load_explicit(&w->completed, memory_order_relaxed);
@@ -1027,8 +1343,19 @@ rp_pool_stats_get(rp_pool *p, rp_pool_stats *out)
     out->live_workers = atomic_load_explicit(&p->live, memory_order_relaxed);
     out->peak_workers = p->peak;
     rp_mutex_unlock(&p->workers_mutex);
+    /* An overrunning task is counted as overran, not as running, from the
+     * moment its deadline fires (the caller was released then); an expired
+     * one as expired, not as queued, although it waits in the queue until a
+     * worker drops it. */
+    out->expired = atomic_load_explicit(&p->expired, memory_order_relaxed);
+    out->overran = atomic_load_explicit(&p->overran, memory_order_relaxed);
+    out->overrunning = out->overran > returned ? out->overran - returned : 0;
+    out->running = out->running > out->overrunning ? out->running - out->overrunning : 0;
     uint64_t v = atomic_load_explicit(&p->pending, memory_order_seq_cst);
+    int64_t stale = atomic_load_explicit(&p->expired_queued, memory_order_relaxed);
     out->queued = count_of(v);
+    if (stale > 0)
+        out->queued = out->queued > (uint64_t)stale ? out->queued - (uint64_t)stale : 0;
     out->closed = (v & CLOSED_BIT) != 0;
     for (unsigned i = 0; i < SUBMIT_STRIPES; i++)
         out->submitted += atomic_load_explicit(&p->submitted[i].n, memory_order_relaxed);
@@ -1116,6 +1443,9 @@ pool_free(rp_pool *p)
     rp_mutex_destroy(&p->space_mutex);
     rp_cond_destroy(&p->workers_cond);
     rp_mutex_destroy(&p->workers_mutex);
+    rp_cond_destroy(&p->timer_cond);
+    rp_mutex_destroy(&p->timer_mutex);
+    free(p->heap);
     rp_aligned_free(p);
     if (on_free)
         on_free(ctx);

@@ -38,34 +38,74 @@ typedef enum rp_outcome {
     RP_OUTCOME_COMPLETED = 0,
     RP_OUTCOME_FAILED = 1,    /* an error value (a native task's non-zero code) */
     RP_OUTCOME_CANCELLED = 2, /* gave up cooperatively */
-    RP_OUTCOME_RAISED = 3     /* raised (a Python exception): counted as failed and as a panic */
+    RP_OUTCOME_RAISED = 3,    /* raised (a Python exception): counted as failed and as a panic */
+    RP_OUTCOME_OVERRAN = 4    /* its deadline fired while it ran (rp_task_disarm returned 0): the
+                               * engine counted it as overran then; its result was dropped */
 } rp_outcome;
 
 /* Why ops->discard is called. */
 typedef enum rp_discard_reason {
     RP_DISCARD_CANCELLED = 1, /* rp_task_cancel won before a worker started it */
-    RP_DISCARD_SHUTDOWN = 2   /* rp_pool_shutdown(RP_SHUTDOWN_DISCARD) dropped it */
+    RP_DISCARD_SHUTDOWN = 2,  /* rp_pool_shutdown(RP_SHUTDOWN_DISCARD) dropped it */
+    RP_DISCARD_EXPIRED = 3    /* its deadline passed while queued (ops->timer(EXPIRED) came first) */
 } rp_discard_reason;
 
+/* Why ops->timer is called (tasks with a deadline only). */
+typedef enum rp_timer_event {
+    RP_TIMER_RELEASE = 0, /* the timer entry left without effect (the task was cancelled
+                           * or discarded first); ops->run/discard still follows or came */
+    RP_TIMER_EXPIRED = 1, /* the deadline passed while it was queued: it will never run;
+                           * counted as expired; ops->discard(RP_DISCARD_EXPIRED) follows */
+    RP_TIMER_OVERRUN = 2  /* the deadline passed while it ran: its cancel flag is set and it
+                           * is counted as overran; ops->run is still in progress or done */
+} rp_timer_event;
+
 /* Task life cycle, in rp_task.state. Transitions are single CASes from QUEUED:
- * to RUNNING by the worker that pops it, to CANCELLED by rp_task_cancel.
+ * to RUNNING by the worker that pops it, to CANCELLED by rp_task_cancel, to
+ * EXPIRED by the pool's timer when its deadline passes first.
  * DONE is never set by the engine: ops->run may store it (seq_cst) once the
  * task's result is published, so that a waiter can poll for it without any
  * lock while the task memory is kept alive by the caller. */
-enum { RP_TASK_QUEUED = 0, RP_TASK_RUNNING = 1, RP_TASK_CANCELLED = 2, RP_TASK_DONE = 3 };
+enum {
+    RP_TASK_QUEUED = 0,
+    RP_TASK_RUNNING = 1,
+    RP_TASK_CANCELLED = 2,
+    RP_TASK_DONE = 3,
+    RP_TASK_EXPIRED = 4
+};
 
 typedef struct rp_task_ops {
     /* On a worker thread, without any lock held. Returns an rp_outcome. */
     int (*run)(rp_task *task, rp_worker *worker);
     /* On whichever thread drops the task (a worker, or the shutdown caller). */
     void (*discard)(rp_task *task, int reason);
+    /* Tasks with a deadline only: on the pool's timer thread (or, for
+     * RP_TIMER_RELEASE, on a thread that discards the task), without any lock
+     * held; exactly once per armed task unless rp_task_disarm took the entry
+     * back first. The task's memory must stay valid until this call and
+     * run/discard have both returned: a timer entry is a second hold on it. */
+    void (*timer)(rp_task *task, int event);
 } rp_task_ops;
 
+/* Deadlines. A task submitted with deadline_ns > 0 is armed in the pool's
+ * timer heap (one per pool, served by one timer thread started on demand).
+ * The deadline is absolute, on the rp_now_ns() clock. When it passes:
+ *  - still queued: the task becomes EXPIRED and never runs;
+ *  - running: its cancel flag is set (cooperative cancellation).
+ * ops->run of an armed task must call rp_task_disarm(t) before it publishes
+ * its outcome and before it lets go of t: 1 means the deadline did not fire
+ * (publish as usual), 0 means it fired (do not publish: ops->timer reports
+ * the time-out; return RP_OUTCOME_OVERRAN). */
 struct rp_task {
     const rp_task_ops *ops; /* set by the caller */
     void *data;             /* the caller's; the engine never reads it */
     _Atomic int state;      /* RP_TASK_*: set to QUEUED by submit */
+    _Atomic int cancel;     /* cooperative cancel flag: set by an overrun or rp_task_request_cancel;
+                             * cleared by submit; native tasks see it as rp_task_ctx.cancel */
     int64_t submit_ns;      /* set by submit: rp_stats_now_ns() when metrics are on, else 0 */
+    int64_t deadline_ns;    /* set by the caller: absolute rp_now_ns() deadline, or 0 for none */
+    rp_pool *pool;          /* engine-private: the pool whose timer holds it */
+    size_t heap_index;      /* engine-private: its place in the timer heap, under the timer lock */
 };
 
 typedef struct rp_pool_hooks {
@@ -81,6 +121,11 @@ typedef struct rp_pool_hooks {
      * last worker's exit, on whichever of those threads comes last. Lets the
      * owner keep hooks_ctx alive for exactly as long as workers may use it. */
     void (*pool_free)(void *ctx);
+    /* On the pool's timer thread before it fires anything / as it exits
+     * (the timer thread calls ops->timer). A non-zero start return makes the
+     * timer thread exit at once: deadlines then wait for the next arm. */
+    int (*timer_start)(void *ctx, void **local);
+    void (*timer_stop)(void *ctx, void *local);
 } rp_pool_hooks;
 
 typedef struct rp_pool_config {
@@ -109,6 +154,9 @@ typedef struct rp_pool_stats {
     uint64_t failed;      /* ran, outcome FAILED or RAISED */
     uint64_t panics;      /* ran, outcome RAISED */
     uint64_t cancelled;   /* discarded, or ran with outcome CANCELLED */
+    uint64_t expired;     /* deadline passed while queued: never ran */
+    uint64_t overran;     /* deadline passed while running (counted then, not as running) */
+    uint64_t overrunning; /* of those, still inside ops->run */
     uint64_t rejected;    /* refused by a full bounded queue: submit_wait time-outs, and
                            * refusals reported with rp_pool_count_rejected */
     uint64_t queued;      /* accepted, not yet popped */
@@ -186,6 +234,19 @@ RP_API void rp_pool_release(rp_pool *p);
 /* Cancels a queued task: returns 1 if it had not started (a worker will hand
  * it to ops->discard(RP_DISCARD_CANCELLED) without running it), 0 otherwise. */
 RP_API int rp_task_cancel(rp_task *t);
+/* Sets the task's cooperative cancel flag (a running task may poll it). */
+RP_API void rp_task_request_cancel(rp_task *t);
+/* Takes a task's timer entry back: 1 if the deadline has not fired (or the
+ * task has none) and never will, 0 if it fired or is firing (ops->timer is
+ * or will be called). See "Deadlines" above. */
+RP_API int rp_task_disarm(rp_task *t);
+/* Whether the cancel flag is set (a relaxed load: it only ever goes 0 -> 1
+ * while the task runs). */
+RP_INLINE int
+rp_task_cancel_requested(const rp_task *t)
+{
+    return atomic_load_explicit(&((rp_task *)t)->cancel, memory_order_relaxed);
+}
 
 /* Worker accessors; valid on the worker's own thread while it runs. */
 RP_API unsigned rp_worker_index(const rp_worker *w);
