@@ -13,7 +13,7 @@ import sys as _sys
 # threading's shutdown has already passed unseen, from a normal import.
 _THREADING_PREIMPORTED = "threading" in _sys.modules
 
-from ringpool._core import TaskInfo, TaskOutcome
+from ringpool._core import TaskContext, TaskInfo, TaskOutcome, current_task
 from ringpool.errors import (
     BrokenPool,
     NativeTaskError,
@@ -36,6 +36,8 @@ __all__ = [
     "LatencyHistogram",
     "TaskInfo",
     "TaskOutcome",
+    "TaskContext",
+    "current_task",
     "RingpoolError",
     "PoolClosed",
     "PoolOverloaded",

@@ -44,7 +44,8 @@ cdef class _PyTask:
     cdef tuple args
     cdef dict kwargs              # None when the call had no keyword arguments
     cdef object context           # contextvars.Context copy, or None
-    cdef object future            # the ringpool.Future it completes
+    cdef object future            # the ringpool.Future it completes (kept while a deadline task
+                                  # runs: the timer may fail it; cleared by whoever completes it)
     cdef _WorkerCtx ctx
 
     cdef bint _try_cancel(self)
@@ -59,12 +60,14 @@ cdef class NativePool:
     cdef double submit_timeout    # < 0: wait for room without a limit
     cdef size_t queue_size        # 0: unbounded
     cdef bint propagate_context   # run each task in a copy of the submitter's contextvars
+    cdef double task_timeout      # default per-task timeout in seconds (< 0: none)
     cdef bint shutdown_started    # shutdown() has been called
     cdef bint forked              # this is a child's copy of a parent's pool
     cdef object __weakref__
 
     cdef int _raise_closed(self) except -1
-    cdef _PyTask _make_task(self, fn, tuple args, dict kwargs, object fut)
-    cdef object _submit(self, fn, tuple args, dict kwargs, int on_full, double timeout)
+    cdef _PyTask _make_task(self, fn, tuple args, dict kwargs, object fut, int64_t deadline_ns)
+    cdef object _submit(self, fn, tuple args, dict kwargs, int on_full, double timeout,
+                        int64_t deadline_ns)
     cdef object _submit_full(self, _PyTask task, fut, int on_full, double timeout)
     cdef object _run_inline(self, _PyTask task, fut)

@@ -27,7 +27,7 @@ import threading as _threading
 import time as _time
 from _thread import allocate_lock as _allocate_lock
 
-from ringpool.errors import BrokenPool, PoolClosed, PoolOverloaded
+from ringpool.errors import BrokenPool, PoolClosed, PoolOverloaded, TaskCancelled, TaskTimeout
 
 cdef extern from "Python.h":
     # Declared nogil: these are the calls that take and drop the GIL.
@@ -39,6 +39,20 @@ cdef extern from "Python.h":
 cdef extern from "rp_pycompat.h":
     int rp_py_is_finalizing() nogil
     void rp_decref(void *o) nogil
+
+cdef extern from *:
+    """
+    /* The _PyTask running on this thread (borrowed), for current_task(). */
+    static RP_THREAD_LOCAL PyObject *rp_current_task = NULL;
+    static inline PyObject *rp_swap_current(PyObject *t) {
+        PyObject *outer = rp_current_task;
+        rp_current_task = t;
+        return outer;
+    }
+    static inline PyObject *rp_get_current(void) { return rp_current_task; }
+    """
+    PyObject *rp_swap_current(PyObject *t) nogil
+    PyObject *rp_get_current() nogil
 
 cdef extern from "Python.h":
     void PyObject_GC_Track(object o)
@@ -273,6 +287,25 @@ class Future(_cf.Future):
             self._state = CANCELLED
             self._notify_locked()
         self._invoke_callbacks()
+        return True
+
+    def request_cancel(self):
+        """Ask the task to stop, whether or not it has started.
+
+        A queued task is cancelled as by ``cancel()``. A running one cannot be
+        interrupted (Python threads cannot be killed): its cancellation flag
+        is set instead, which the task sees through
+        ``ringpool.current_task().cancelled`` / ``.check()`` (or
+        ``RP_CANCELLED(ctx)`` in a native task), and it may stop early. The
+        future still completes with whatever the task then returns or raises.
+        Returns False only when the task has already finished.
+        """
+        if self.cancel():
+            return True
+        task = self._task
+        if task is None or self._state == FINISHED:
+            return False
+        rp_task_request_cancel(&(<_PyTask>task).hdr)
         return True
 
     def set_running_or_notify_cancel(self):
@@ -648,11 +681,69 @@ cdef void _pool_free_gil(void *ctx) noexcept with gil:
     Py_DECREF(c)  # the engine's reference, taken in NativePool._start
 
 
+# The timer thread (deadlines) keeps one thread state for its life, like a
+# worker, and holds the GIL only while it fails a future.
+cdef struct timer_state:
+    PyGILState_STATE gstate
+    PyThreadState *tstate
+    PyObject *thread          # owned: its _WorkerThread, for threading.current_thread()
+
+
+cdef int _hook_timer_start(void *ctx, void **local) noexcept nogil:
+    if rp_py_is_finalizing():
+        return -1
+    cdef timer_state *ts = <timer_state*>calloc(1, sizeof(timer_state))
+    if ts == NULL:
+        return -1
+    ts.gstate = PyGILState_Ensure()
+    _timer_start_gil(ctx, ts)
+    ts.tstate = PyEval_SaveThread()
+    local[0] = ts
+    return 0
+
+
+cdef void _timer_start_gil(void *ctx, timer_state *ts) noexcept with gil:
+    cdef _WorkerCtx c = <_WorkerCtx>ctx
+    try:
+        thread = _WorkerThread("%s_timer" % (c.prefix,))
+        Py_INCREF(thread)
+        ts.thread = <PyObject*>thread
+    except BaseException:
+        _unraisable("ringpool timer start")
+
+
+cdef void _hook_timer_stop(void *ctx, void *local) noexcept nogil:
+    cdef timer_state *ts = <timer_state*>local
+    if rp_py_is_finalizing():
+        free(ts)  # leak the thread state rather than touch a dying interpreter
+        return
+    PyEval_RestoreThread(ts.tstate)
+    _timer_stop_gil(ts)
+    PyGILState_Release(ts.gstate)
+    free(ts)
+
+
+cdef void _timer_stop_gil(timer_state *ts) noexcept with gil:
+    cdef object thread
+    if ts.thread != NULL:
+        thread = <object>ts.thread
+        Py_DECREF(thread)
+        ts.thread = NULL
+        try:
+            with _threading._active_limbo_lock:
+                if _threading._active.get(thread.ident) is thread:
+                    del _threading._active[thread.ident]
+        except BaseException:
+            _unraisable("ringpool timer exit")
+
+
 cdef rp_pool_hooks PY_HOOKS
 PY_HOOKS.worker_start = _hook_worker_start
 PY_HOOKS.worker_idle = _hook_worker_idle
 PY_HOOKS.worker_stop = _hook_worker_stop
 PY_HOOKS.pool_free = _hook_pool_free
+PY_HOOKS.timer_start = _hook_timer_start
+PY_HOOKS.timer_stop = _hook_timer_stop
 
 
 # --------------------------------------------------------------------------
@@ -712,15 +803,21 @@ cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
     # The ring's reference (taken in _submit) is released by the caller.
     cdef _PyTask task = <_PyTask>tp
     cdef _WorkerCtx wctx = task.ctx
+    cdef bint armed = task.hdr.deadline_ns > 0
     fut = task.future
     fn = task.fn
     args = task.args
     kwargs = task.kwargs
     ctx = task.context
-    task.future = task.fn = task.args = task.kwargs = task.context = None
+    task.fn = task.args = task.kwargs = task.context = None
+    if not armed:
+        task.future = None  # else kept: the timer may have to fail it (_py_task_timer)
     fut._state = RUNNING  # the engine's CAS made us the only possible writer
+    cdef PyObject *outer = rp_swap_current(tp)  # ringpool.current_task()
     if wctx is not None and wctx.observed:
-        return _run_observed(wctx, fut, fn, args, kwargs, ctx)
+        outcome = _run_observed(wctx, task, fut, fn, args, kwargs, ctx)
+        rp_swap_current(outer)
+        return outcome
     try:
         if ctx is None:
             if kwargs is None:
@@ -732,13 +829,56 @@ cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
         else:
             result = ctx.run(fn, *args, **kwargs)
     except BaseException as exc:
+        rp_swap_current(outer)
+        if armed and _overran(task):
+            return RP_OUTCOME_OVERRAN
         _fail(wctx, fut, fn, exc, -1.0)
         return RP_OUTCOME_RAISED
+    rp_swap_current(outer)
+    if armed and _overran(task):
+        return RP_OUTCOME_OVERRAN
     try:
         fut._finish(result, None)
     except BaseException:
         _unraisable("ringpool: completing a future")
     return RP_OUTCOME_COMPLETED
+
+
+cdef bint _overran(_PyTask task) noexcept:
+    """A task with a deadline has returned: did its deadline fire first?
+    True: the timer owns the future (it fails it with TaskTimeout) and the
+    outcome is dropped. False: the timer entry is gone, so is its reference,
+    and the caller publishes the outcome."""
+    if rp_task_disarm(&task.hdr):
+        task.future = None
+        Py_DECREF(task)  # the timer's reference (the ring's keeps it alive)
+        return False
+    return True
+
+
+cdef void _py_task_timer(rp_task *t, int event) noexcept with gil:
+    # On the pool's timer thread (RELEASE: on a thread that discards it).
+    cdef _PyTask task = <_PyTask><PyObject*>t.data
+    fut = task.future
+    if event != RP_TIMER_RELEASE and fut is not None:
+        task.future = None
+        if event == RP_TIMER_EXPIRED:
+            name = _task_name(task.fn)
+            # It will never run: let go of its callable and arguments now.
+            task.fn = task.args = task.kwargs = task.context = None
+            exc = TaskTimeout("task %s expired in the queue: its deadline passed before a "
+                              "worker could start it" % name)
+        else:
+            exc = TaskTimeout("task overran its deadline; it was asked to stop "
+                              "(current_task().cancelled) and its result will be dropped")
+        try:
+            with fut._get_lock():
+                state = fut._state
+            if state == PENDING or state == RUNNING:
+                fut._finish(None, exc)
+        except BaseException:
+            _unraisable("ringpool: failing a future at its deadline")
+    Py_DECREF(task)  # the timer's reference, taken in _submit
 
 
 cdef void _fail(_WorkerCtx wctx, fut, fn, BaseException exc, double duration) noexcept:
@@ -767,7 +907,7 @@ cdef void _fail(_WorkerCtx wctx, fut, fn, BaseException exc, double duration) no
         _unraisable("ringpool: completing a future")
 
 
-cdef int _run_observed(_WorkerCtx wctx, fut, fn, tuple args, dict kwargs, ctx) noexcept:
+cdef int _run_observed(_WorkerCtx wctx, _PyTask task, fut, fn, tuple args, dict kwargs, ctx) noexcept:
     """The task path with before_task/after_task hooks (only when set)."""
     info = TaskInfo(wctx.name, _threading.current_thread().name, _task_name(fn), fn, args, kwargs or {})
     if wctx.before_task is not None:
@@ -779,23 +919,32 @@ cdef int _run_observed(_WorkerCtx wctx, fut, fn, tuple args, dict kwargs, ctx) n
     cdef double t0 = _time.perf_counter()
     cdef double dt
     cdef int outcome
+    cdef bint armed = task.hdr.deadline_ns > 0
     try:
         if kwargs is None:
             kwargs = {}
         result = ctx.run(fn, *args, **kwargs) if ctx is not None else fn(*args, **kwargs)
     except BaseException as exc:
         dt = _time.perf_counter() - t0
-        _fail(wctx, fut, fn, exc, dt)
-        done = TaskOutcome(False, None, exc, dt)
-        outcome = RP_OUTCOME_RAISED
+        if armed and _overran(task):
+            done = TaskOutcome(False, None, TaskTimeout("task overran its deadline"), dt)
+            outcome = RP_OUTCOME_OVERRAN
+        else:
+            _fail(wctx, fut, fn, exc, dt)
+            done = TaskOutcome(False, None, exc, dt)
+            outcome = RP_OUTCOME_RAISED
     else:
         dt = _time.perf_counter() - t0
-        try:
-            fut._finish(result, None)
-        except BaseException:
-            _unraisable("ringpool: completing a future")
-        done = TaskOutcome(True, result, None, dt)
-        outcome = RP_OUTCOME_COMPLETED
+        if armed and _overran(task):
+            done = TaskOutcome(False, None, TaskTimeout("task overran its deadline"), dt)
+            outcome = RP_OUTCOME_OVERRAN
+        else:
+            try:
+                fut._finish(result, None)
+            except BaseException:
+                _unraisable("ringpool: completing a future")
+            done = TaskOutcome(True, result, None, dt)
+            outcome = RP_OUTCOME_COMPLETED
     if wctx.after_task is not None:
         try:
             wctx.after_task(info, done)
@@ -808,6 +957,8 @@ cdef int _run_observed(_WorkerCtx wctx, fut, fn, tuple args, dict kwargs, ctx) n
 cdef void _py_task_discard(rp_task *t, int reason) noexcept with gil:
     cdef _PyTask task = <_PyTask><PyObject*>t.data
     Py_DECREF(task)  # the ring's reference
+    if reason == RP_DISCARD_EXPIRED:
+        return  # the timer reported it (_py_task_timer), perhaps still doing so: hands off
     fut = task.future
     broken = task.ctx.broken if task.ctx is not None else None
     task.future = task.fn = task.args = task.kwargs = task.context = None
@@ -842,7 +993,7 @@ cdef void _spin_until_done(_PyTask task, int64_t max_ns) noexcept:
         while True:
             for _i in range(32):
                 st = hdr.state  # an atomic (seq_cst) load: hdr.state is _Atomic
-                if st == RP_TASK_DONE or st == RP_TASK_CANCELLED:
+                if st == RP_TASK_DONE or st == RP_TASK_CANCELLED or st == RP_TASK_EXPIRED:
                     return
                 rp_cpu_relax()
             if rp_now_ns() >= end:
@@ -855,6 +1006,7 @@ cdef void _spin_until_done(_PyTask task, int64_t max_ns) noexcept:
 cdef rp_task_ops PY_TASK_OPS
 PY_TASK_OPS.run = _py_task_run
 PY_TASK_OPS.discard = _py_task_discard
+PY_TASK_OPS.timer = _py_task_timer
 
 
 # --------------------------------------------------------------------------
@@ -1036,6 +1188,96 @@ cdef int _check(int rc) except -1:
     raise RuntimeError(rp_strerror(rc).decode())
 
 
+cdef inline int64_t _deadline_after(double seconds) noexcept:
+    """The engine-clock deadline `seconds` from now (at least 1: 0 means none)."""
+    cdef int64_t d = rp_now_ns() + <int64_t>(seconds * 1e9)
+    return d if d > 0 else 1
+
+
+cdef int64_t _deadline_at(double monotonic) except? -2:
+    """A time.monotonic() value on the engine's clock (measured as an offset
+    from now, so the two clocks need not share an epoch)."""
+    cdef double rel = monotonic - _time.monotonic()
+    if rel != rel:
+        raise ValueError("deadline must be a number, not NaN")
+    if rel > 1e9:
+        rel = 1e9  # ~31 years: no overflow of the ns clock
+    cdef int64_t d = rp_now_ns() + <int64_t>(rel * 1e9)
+    return d if d > 0 else 1
+
+
+cdef inline void _drop_unsubmitted(_PyTask task) noexcept:
+    """A submit failed: the engine took neither the ring's nor the timer's
+    reference (it never calls ops->timer for a refused task)."""
+    if task.hdr.deadline_ns > 0:
+        Py_DECREF(task)
+    Py_DECREF(task)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class TaskContext:
+    """What a running task knows about itself: ``ringpool.current_task()``.
+
+    Cancellation is cooperative: nothing interrupts a running Python task, so
+    long tasks should call ``check()`` (or read ``cancelled``) now and then.
+    """
+
+    cdef _PyTask _task
+
+    def __init__(self, *args):
+        raise TypeError("TaskContext objects come from ringpool.current_task()")
+
+    @property
+    def cancelled(self):
+        """True once the task was asked to stop (Future.request_cancel(),
+        shutdown(cancel_futures=True)) or its deadline has passed."""
+        cdef rp_task *hdr = &self._task.hdr
+        if rp_task_cancel_requested(hdr):
+            return True
+        return hdr.deadline_ns > 0 and rp_now_ns() >= hdr.deadline_ns
+
+    @property
+    def deadline(self):
+        """The deadline as a ``time.monotonic()`` value, or None."""
+        cdef int64_t d = self._task.hdr.deadline_ns
+        if d <= 0:
+            return None
+        return _time.monotonic() + (d - rp_now_ns()) / 1e9
+
+    def remaining(self):
+        """Seconds left until the deadline (0.0 once passed), or None."""
+        cdef int64_t d = self._task.hdr.deadline_ns
+        if d <= 0:
+            return None
+        cdef int64_t left = d - rp_now_ns()
+        return left / 1e9 if left > 0 else 0.0
+
+    def check(self):
+        """Raise ``TaskCancelled`` if the task should stop; else return None."""
+        cdef rp_task *hdr = &self._task.hdr
+        if rp_task_cancel_requested(hdr):
+            if hdr.deadline_ns > 0 and rp_now_ns() >= hdr.deadline_ns:
+                raise TaskCancelled("the task's deadline passed")
+            raise TaskCancelled("the task was cancelled")
+        if hdr.deadline_ns > 0 and rp_now_ns() >= hdr.deadline_ns:
+            raise TaskCancelled("the task's deadline passed")
+
+    def __repr__(self):
+        return "<TaskContext cancelled=%r remaining=%r>" % (self.cancelled, self.remaining())
+
+
+def current_task():
+    """The ``TaskContext`` of the ringpool task running on this thread, or
+    None outside a task."""
+    cdef PyObject *cur = rp_get_current()
+    if cur == NULL:
+        return None
+    cdef TaskContext ctx = TaskContext.__new__(TaskContext)
+    ctx._task = <_PyTask>cur
+    return ctx
+
+
 cdef class NativePool:
     """The engine handle and the hot path of ``ringpool.Pool``.
 
@@ -1045,6 +1287,7 @@ cdef class NativePool:
 
     def __cinit__(self, *args, **kwargs):
         self.pool = NULL
+        self.task_timeout = -1.0
         self.on_full = ON_FULL_BLOCK
         self.submit_timeout = -1.0
         self.propagate_context = True
@@ -1118,8 +1361,9 @@ cdef class NativePool:
             raise RuntimeError("pool is not initialised: call Pool.__init__")
         raise PoolClosed(SHUTDOWN_MSG)
 
-    cdef _PyTask _make_task(self, fn, tuple args, dict kwargs, object fut):
+    cdef _PyTask _make_task(self, fn, tuple args, dict kwargs, object fut, int64_t deadline_ns):
         cdef _PyTask task = _PyTask.__new__(_PyTask)
+        task.hdr.deadline_ns = deadline_ns
         task.fn = fn
         task.args = args
         task.kwargs = kwargs if kwargs else None
@@ -1130,18 +1374,21 @@ cdef class NativePool:
         task.hdr.data = <void*>task
         return task
 
-    cdef object _submit(self, fn, tuple args, dict kwargs, int on_full, double timeout):
+    cdef object _submit(self, fn, tuple args, dict kwargs, int on_full, double timeout,
+                        int64_t deadline_ns):
         if self.pool == NULL or self.shutdown_started:
             self._raise_closed()
         if not callable(fn):
             raise TypeError("fn must be callable, not %s" % type(fn).__name__)
+        if deadline_ns == 0 and self.task_timeout >= 0:
+            deadline_ns = _deadline_after(self.task_timeout)
         fut = Future()
         if _exiting:
             # The exit hook has run (or ringpool was imported during exit):
             # nothing will wait for workers before the interpreter finalizes,
             # and a worker cannot run Python after that. Run the task here,
             # so an accepted task always runs (pools used in atexit handlers).
-            return self._run_inline(self._make_task(fn, args, kwargs, fut), fut)
+            return self._run_inline(self._make_task(fn, args, kwargs, fut, deadline_ns), fut)
         # A pending future holds only its lock and its task (never part of a
         # cycle: the task's references are cleared when it runs or is
         # dropped). Keeping it out of the cycle collector until it acquires
@@ -1149,15 +1396,17 @@ cdef class NativePool:
         # re-tracks itself then) spares the collector from scanning every
         # in-flight future, which otherwise dominates a burst of submits.
         PyObject_GC_UnTrack(fut)
-        cdef _PyTask task = self._make_task(fn, args, kwargs, fut)
+        cdef _PyTask task = self._make_task(fn, args, kwargs, fut, deadline_ns)
         fut._task = task
         Py_INCREF(task)  # owned by the ring until run or discard
+        if deadline_ns > 0:
+            Py_INCREF(task)  # owned by the timer entry until _py_task_timer or _overran
         cdef int rc = rp_pool_submit(self.pool, &task.hdr)
         if rc == RP_OK:
             return fut
         if rc == RP_EFULL:
             return self._submit_full(task, fut, on_full, timeout)
-        Py_DECREF(task)
+        _drop_unsubmitted(task)
         fut._task = None
         if rc == RP_ESHUTDOWN:
             self._raise_closed()
@@ -1179,14 +1428,14 @@ cdef class NativePool:
             try:
                 rc = _wait_interruptibly(self.pool, &task.hdr, deadline)
             except BaseException:
-                Py_DECREF(task)  # a signal handler raised (Ctrl-C): nothing queued
+                _drop_unsubmitted(task)  # a signal handler raised (Ctrl-C): nothing queued
                 fut._task = None
                 raise
             if rc == RP_OK:
                 return fut
         else:
             rc = RP_EFULL
-        Py_DECREF(task)  # the engine never took it
+        _drop_unsubmitted(task)  # the engine never took it
         fut._task = None
         if rc == RP_ESHUTDOWN:
             self._raise_closed()
@@ -1202,14 +1451,20 @@ cdef class NativePool:
         """Java's CallerRunsPolicy: run in the submitting thread."""
         fn, args, kwargs, ctx = task.fn, task.args, task.kwargs, task.context
         task.future = task.fn = task.args = task.kwargs = task.context = None
+        if task.hdr.deadline_ns > 0 and rp_now_ns() >= task.hdr.deadline_ns:
+            fut._finish(None, TaskTimeout("task %s expired before it could start" % _task_name(fn)))
+            return fut
         fut._state = RUNNING
+        cdef PyObject *outer = rp_swap_current(<PyObject*>task)
         try:
             if kwargs is None:
                 kwargs = {}
             result = ctx.run(fn, *args, **kwargs) if ctx is not None else fn(*args, **kwargs)
         except BaseException as exc:
+            rp_swap_current(outer)
             fut._finish(None, exc)
         else:
+            rp_swap_current(outer)
             fut._finish(result, None)
         return fut
 
@@ -1220,15 +1475,31 @@ cdef class NativePool:
         applies. Raises ``PoolClosed`` after shutdown, ``BrokenPool`` once the
         pool is broken, ``TypeError`` if fn is not callable.
         """
-        return self._submit(fn, args, kwargs, self.on_full, self.submit_timeout)
+        return self._submit(fn, args, kwargs, self.on_full, self.submit_timeout, 0)
 
     def try_submit(self, fn, /, *args, **kwargs):
         """Like submit(), but never waits: ``PoolOverloaded`` at once if the
         bounded queue is full, whatever the pool's policy."""
-        return self._submit(fn, args, kwargs, ON_FULL_RAISE, -1.0)
+        return self._submit(fn, args, kwargs, ON_FULL_RAISE, -1.0, 0)
 
-    def _schedule(self, fn, tuple args, dict kwargs, int on_full, double submit_timeout):
-        return self._submit(fn, args, kwargs, on_full, submit_timeout)
+    def _schedule(self, fn, tuple args, dict kwargs, int on_full, double submit_timeout,
+                  deadline=0):
+        """deadline: 0 for the pool's task_timeout, None for no deadline, or a
+        time.monotonic() value."""
+        cdef int64_t deadline_ns = 0
+        if deadline is None:
+            deadline_ns = -1
+        elif deadline != 0:
+            deadline_ns = _deadline_at(deadline)
+        return self._submit(fn, args, kwargs, on_full, submit_timeout, deadline_ns)
+
+    def _set_task_timeout(self, timeout):
+        self.task_timeout = -1.0 if timeout is None else timeout
+
+    @property
+    def task_timeout(self):
+        """The default timeout (seconds) of every submitted task, or None."""
+        return None if self.task_timeout < 0 else self.task_timeout
 
     # -- lifecycle ------------------------------------------------------------
     def _shutdown_native(self, bint discard):
@@ -1297,7 +1568,8 @@ cdef class NativePool:
         return {
             "submitted": s.submitted, "started": s.started, "completed": s.completed,
             "failed": s.failed, "panics": s.panics,
-            "cancelled": s.cancelled, "rejected": s.rejected, "queued": s.queued,
+            "cancelled": s.cancelled, "expired": s.expired, "overran": s.overran,
+            "overrunning": s.overrunning, "rejected": s.rejected, "queued": s.queued,
             "running": s.running, "live_workers": s.live_workers,
             "idle_workers": s.idle_workers, "peak_workers": s.peak_workers,
             "min_workers": s.min_workers, "max_workers": s.max_workers,

@@ -46,30 +46,42 @@ cdef extern from "rp_pool.h" nogil:
         RP_OUTCOME_FAILED
         RP_OUTCOME_CANCELLED
         RP_OUTCOME_RAISED
+        RP_OUTCOME_OVERRAN
     enum:
         RP_DISCARD_CANCELLED
         RP_DISCARD_SHUTDOWN
+        RP_DISCARD_EXPIRED
+    enum:
+        RP_TIMER_RELEASE
+        RP_TIMER_EXPIRED
+        RP_TIMER_OVERRUN
     enum:
         RP_TASK_QUEUED
         RP_TASK_RUNNING
         RP_TASK_CANCELLED
         RP_TASK_DONE
+        RP_TASK_EXPIRED
 
     ctypedef struct rp_task_ops:
         int (*run)(rp_task *task, rp_worker *worker) noexcept nogil
         void (*discard)(rp_task *task, int reason) noexcept nogil
+        void (*timer)(rp_task *task, int event) noexcept nogil
 
     ctypedef struct rp_task:
         const rp_task_ops *ops
         void *data
         int state
+        int cancel
         int64_t submit_ns
+        int64_t deadline_ns
 
     ctypedef struct rp_pool_hooks:
         int (*worker_start)(void *ctx, rp_worker *w, void **local) noexcept nogil
         void (*worker_idle)(void *ctx, rp_worker *w) noexcept nogil
         void (*worker_stop)(void *ctx, rp_worker *w) noexcept nogil
         void (*pool_free)(void *ctx) noexcept nogil
+        int (*timer_start)(void *ctx, void **local) noexcept nogil
+        void (*timer_stop)(void *ctx, void *local) noexcept nogil
 
     ctypedef struct rp_pool_config:
         unsigned min_workers
@@ -95,6 +107,9 @@ cdef extern from "rp_pool.h" nogil:
         uint64_t failed
         uint64_t panics
         uint64_t cancelled
+        uint64_t expired
+        uint64_t overran
+        uint64_t overrunning
         uint64_t rejected
         uint64_t queued
         uint64_t running
@@ -128,6 +143,9 @@ cdef extern from "rp_pool.h" nogil:
     void rp_pool_latency(rp_pool *p, rp_hist_snapshot *queue_wait, rp_hist_snapshot *run_time)
     void rp_pool_release(rp_pool *p)
     int rp_task_cancel(rp_task *t)
+    void rp_task_request_cancel(rp_task *t)
+    int rp_task_disarm(rp_task *t)
+    int rp_task_cancel_requested(const rp_task *t)
     unsigned rp_worker_index(const rp_worker *w)
     void *rp_worker_local(const rp_worker *w)
     rp_pool *rp_worker_pool(const rp_worker *w)

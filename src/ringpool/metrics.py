@@ -16,7 +16,7 @@ with the default ``prefix="ringpool"``:
 Counters (exposed with the ``_total`` suffix)
     ``ringpool_tasks_submitted``, ``_tasks_started``, ``_tasks_completed``,
     ``_tasks_failed``, ``_task_panics``, ``_tasks_cancelled``,
-    ``_tasks_rejected``, ``_tasks_expired`` (always 0 until deadlines exist),
+    ``_tasks_rejected``, ``_tasks_expired``, ``_tasks_overran``,
     ``_submit_blocked_seconds`` (time submitters spent blocked on a full queue).
 
 Gauges
@@ -218,6 +218,7 @@ class PrometheusCollector:
             ("tasks_cancelled", "Accepted tasks cancelled before they started.", lambda s: s.cancelled),
             ("tasks_rejected", "Submits refused (queue full or timed out).", lambda s: s.rejected),
             ("tasks_expired", "Tasks whose deadline passed before they started.", lambda s: s.expired),
+            ("tasks_overran", "Tasks whose deadline passed while they ran.", lambda s: s.overran),
             ("submit_blocked_seconds", "Seconds submitters spent blocked on a full queue.",
              lambda s: s.blocked_seconds_total),
         )

@@ -101,6 +101,12 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
       ``ringpool`` logger (default DEBUG: the future carries the error;
       ``None`` turns it off). Records carry ``pool``, ``worker``, ``task``
       and ``duration_s`` as ``extra`` fields;
+    - ``task_timeout``: default deadline of every ``submit``/``schedule``
+      task, in seconds from its submit (``None``: none). A task still queued
+      at its deadline never runs; one still running is asked to stop
+      (``current_task().cancelled``). Either way its future fails with
+      ``TaskTimeout`` at the deadline (``map`` chunks have no deadline: use
+      ``map(timeout=)``);
     - ``scaling``: a ``ringpool.scaling`` policy (``OnDemand`` -- the
       default --, ``QueueDepth``, ``Throughput`` or any object with a
       ``target(snapshot)`` method) that picks the worker count within
@@ -131,6 +137,7 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         failure_log_level: int | None = logging.DEBUG,
         scaling: _scaling.ScalingPolicy | None = None,
         scaling_interval: float | None = None,
+        task_timeout: float | None = None,
     ) -> None:
         param = "max_workers"
         if workers is not None:
@@ -151,6 +158,7 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         if on_full not in _ON_FULL:
             raise ValueError(f"on_full must be one of {sorted(_ON_FULL)}, got {on_full!r}")
         submit_timeout = _check_seconds("submit_timeout", submit_timeout)
+        task_timeout = _check_seconds("task_timeout", task_timeout)
         keep_alive = _check_seconds("keep_alive", keep_alive)
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be callable")
@@ -198,6 +206,7 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
             after_task=after_task,
             failure_level=failure_log_level or 0,
         )
+        self._set_task_timeout(task_timeout)
         # --- scaling: start the timer (begin) ---
         if scaling is not None and not isinstance(scaling, _scaling.OnDemand):
             self._scaler = _scaling.Scaler(self, scaling, scaling_interval, min_workers, max_workers)
@@ -245,22 +254,41 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         *,
+        timeout: float | None = None,
+        deadline: float | None = None,
         on_full: str | None = None,
         submit_timeout: float | None = None,
     ) -> Future:
-        """Submit with per-call control of the overload policy."""
+        """Submit with per-call control of the deadline and overload policy.
+
+        ``timeout``: seconds from now; ``deadline``: a ``time.monotonic()``
+        value; with both, the earlier wins; with neither, the pool's
+        ``task_timeout``. At the deadline the future fails with
+        ``TaskTimeout``: a queued task never starts (counted ``expired``), a
+        running one has its cancellation flag set and its eventual result is
+        dropped (counted ``overran``).
+        """
         if on_full is None:
             policy = self.on_full_policy
         elif on_full in _ON_FULL:
             policy = _ON_FULL[on_full]
         else:
             raise ValueError(f"on_full must be one of {sorted(_ON_FULL)}, got {on_full!r}")
-        timeout = _check_seconds("submit_timeout", submit_timeout)
-        if timeout is None:
-            timeout = self._submit_timeout_default()  # the pool's (< 0: no limit)
+        timeout_for_room = _check_seconds("submit_timeout", submit_timeout)
+        if timeout_for_room is None:
+            timeout_for_room = self._submit_timeout_default()  # the pool's (< 0: no limit)
         if kwargs is not None and not isinstance(kwargs, dict):
             raise TypeError("kwargs must be a dict or None")
-        return self._schedule(fn, tuple(args), kwargs, policy, timeout)
+        task_timeout = _check_seconds("timeout", timeout)
+        if deadline is not None:
+            if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline != deadline:
+                raise TypeError(f"deadline must be a time.monotonic() value, not {deadline!r}")
+            deadline = float(deadline)
+        if task_timeout is not None:
+            at = time.monotonic() + task_timeout
+            deadline = at if deadline is None else min(deadline, at)
+        # 0: the pool's task_timeout applies
+        return self._schedule(fn, tuple(args), kwargs, policy, timeout_for_room, 0 if deadline is None else deadline)
 
     @property
     def on_full_policy(self) -> int:
@@ -407,7 +435,7 @@ class _MapWindow:
             if len(items) < size:
                 self.exhausted = True
             fut = pool._schedule(_core._map_chunk, (self.fn, items, self.star), None,
-                                 _core.ON_FULL_BLOCK, -1.0)
+                                 _core.ON_FULL_BLOCK, -1.0, None)
             self.inflight.append((fut, len(items)))
             self.inflight_items += len(items)
             if not self.item_ns and not self.fixed:

@@ -84,7 +84,11 @@ class PoolStats:
     """A snapshot of ``Pool.stats()``.
 
     Counters only grow. At any quiet moment (no submit or completion in
-    flight) ``submitted == completed + failed + cancelled + queued + running``
+    flight) ``submitted == completed + failed + cancelled + expired + overran
+    + queued + running``. ``expired``: deadline passed while queued (never
+    ran); ``overran``: deadline passed while running (the future failed with
+    ``TaskTimeout`` then, and the task stopped counting as running; while it
+    still occupies a worker it is counted in ``overrunning``)
     (``rejected`` counts refused submits, which were never accepted).
     """
 
@@ -97,10 +101,13 @@ class PoolStats:
     failed: int
     panics: int
     cancelled: int
+    expired: int
+    overran: int
     rejected: int
     # gauges
     queued: int
     running: int
+    overrunning: int
     live_workers: int
     idle_workers: int
     busy_workers: int
@@ -127,19 +134,15 @@ class PoolStats:
     ) -> PoolStats:
         raw = dict(raw)
         raw["queue_capacity"] = raw["queue_capacity"] or None
-        raw["busy_workers"] = raw["running"]
+        raw["busy_workers"] = raw["running"] + raw["overrunning"]
         return cls(name=name, uptime=uptime, queue_wait=queue_wait, run_time=run_time, **raw)
-
-    @property
-    def expired(self) -> int:
-        """Tasks whose deadline passed before they started (no deadlines yet: 0)."""
-        return 0
 
     @property
     def accounted(self) -> bool:
         """Whether the conservation law holds in this snapshot."""
         return self.submitted == (
-            self.completed + self.failed + self.cancelled + self.expired + self.queued + self.running
+            self.completed + self.failed + self.cancelled + self.expired + self.overran
+            + self.queued + self.running
         )
 
     @property
@@ -161,7 +164,6 @@ class PoolStats:
         d = asdict(self)
         d["queue_wait"] = self.queue_wait.as_dict()
         d["run_time"] = self.run_time.as_dict()
-        d["expired"] = self.expired
         d["completed_per_second"] = self.completed_per_second
         d["submitted_per_second"] = self.submitted_per_second
         d["failure_ratio"] = self.failure_ratio
