@@ -35,8 +35,10 @@ typedef struct rp_batch rp_batch;
 /* Submits a batch of n items: item i gets arg `args[i]` when args != NULL
  * (the array is borrowed: keep it alive and unchanged until the batch is
  * done), else the integer start + i * step cast to a pointer. runners: how
- * many runner tasks to push at most (0: the pool's max_workers); block: items
- * a runner claims at once (0: automatic, about n / (8 * runners), 1..1024).
+ * many runner tasks to push at most (0: the pool's max_workers; never more
+ * than there are blocks); block: items a runner claims at once (<= 0:
+ * automatic, n / (8 * runners) clamped to 1..1024). If the first runner is
+ * refused nothing is submitted; a later refusal just means fewer runners.
  * RP_OK (*out set; release it), RP_EINVAL (n < 0, fn NULL), RP_ENOMEM,
  * RP_ESHUTDOWN (pool closed: nothing submitted), RP_EFULL (a bounded queue had
  * no room for even one runner: nothing submitted). n == 0 gives a batch that
@@ -49,8 +51,10 @@ RP_API int rp_batch_submit(rp_pool *p, rp_native_fn fn, void *const *args, int64
 RP_API int rp_batch_wait(rp_batch *b, int64_t deadline_ns);
 /* 1 once every item has ended (then statuses are final), else 0. */
 RP_API int rp_batch_done(rp_batch *b);
-/* Items not yet started end with RP_STATUS_NOT_RUN; running items see their
- * ctx->cancel turn non-zero. Idempotent. */
+/* Items not yet started end with RP_STATUS_NOT_RUN (marked by this call, so
+ * the batch is done as soon as the items already running return, even when
+ * runners are queued behind long tasks); running items see their
+ * ctx->cancel turn non-zero. Idempotent. Needs the owner's reference. */
 RP_API void rp_batch_cancel(rp_batch *b);
 RP_API int64_t rp_batch_size(const rp_batch *b);
 /* The status array (n entries). An entry is final once rp_batch_done. */

@@ -49,8 +49,8 @@ nm=${MINGW_NM:-$triplet-nm}
 out=${BUILD_DIR:-build-mingw}
 mkdir -p "$out/obj"
 
-cflags=(-std=c11 -O2 -Wall -Wextra -Werror -Icsrc)
-engine=(rp_sys rp_sys_win32 rp_ring rp_park rp_stats rp_pool)
+cflags=(-std=c11 -O2 -Wall -Wextra -Werror -Icsrc -Isrc/ringpool/include)
+engine=(rp_sys rp_sys_win32 rp_ring rp_park rp_stats rp_pool rp_native)
 
 echo "mingw-check: $($cc --version | head -n1)"
 t0=$(date +%s.%N)
