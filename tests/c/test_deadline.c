@@ -186,9 +186,9 @@ static void test_tasks_done_before_their_deadline_leave_no_entry(void) {
     rp_pool *p = make_pool(&c, 2, 0);
     long n = rp_test_scaled(20000, 500);
     dtask *t = tasks_new(&c, n);
-    int64_t far = rp_now_ns() + (int64_t)60 * 1000000000;
+    int64_t later = rp_now_ns() + (int64_t)60 * 1000000000;
     for (long i = 0; i < n; i++) {
-        t[i].hdr.deadline_ns = far - i; /* descending: every insert is a new heap top */
+        t[i].hdr.deadline_ns = later - i; /* descending: every insert is a new heap top */
         CHECK_EQ(rp_pool_submit(p, &t[i].hdr), RP_OK);
     }
     int64_t t0 = rp_now_ns();
