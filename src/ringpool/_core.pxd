@@ -1,9 +1,9 @@
 # Class layouts of the binding (logic lives in _core.pyx). Public for
 # `cimport`: Cython code can reach a pool's engine through NativePool.pool.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from cpython.ref cimport PyObject
 from cpython.pystate cimport PyGILState_STATE, PyThreadState
-from ringpool._rp cimport rp_pool, rp_task, rp_pool_hooks
+from ringpool._rp cimport rp_pool, rp_task, rp_pool_hooks, rp_native_fn, rp_kernel_fn, rp_batch
 
 
 cdef struct worker_state:
@@ -36,10 +36,18 @@ cdef class _WorkerCtx:
     cdef void break_pool(self, str why) noexcept
 
 
+cdef struct native_call:
+    rp_task hdr                   # first member: an rp_task* is a native_call*
+    rp_native_fn fn               # a native task (submit_native): the function, else NULL
+    void *arg
+
+
 cdef class _PyTask:
-    # One Python task while it is in the engine. The ring owns one reference
-    # (taken before the push, dropped by _py_task_run/_py_task_discard).
-    cdef rp_task hdr              # the engine's header; hdr.data points back here
+    # One task while it is in the engine: a Python call, or a native one
+    # (call.fn set; fn/args then hold what must stay alive until it ends). The
+    # ring owns one reference (taken before the push, dropped by the run or
+    # discard op), the timer entry another while the task has a deadline.
+    cdef native_call call         # call.hdr is the engine's header; hdr.data points back here
     cdef object fn
     cdef tuple args
     cdef dict kwargs              # None when the call had no keyword arguments
@@ -71,3 +79,17 @@ cdef class NativePool:
                         int64_t deadline_ns)
     cdef object _submit_full(self, _PyTask task, fut, int on_full, double timeout)
     cdef object _run_inline(self, _PyTask task, fut)
+
+
+# -- The cimport API for nogil native work (``from ringpool cimport ...``) ----
+# Get the engine of a Pool once, with the GIL (keep the Pool alive while you
+# use it), then call the nogil functions. Signatures: ringpool.h.
+cdef rp_pool *pool_handle(object pool) except NULL
+cdef int submit_native_nogil(rp_pool *p, rp_native_fn fn, void *arg, rp_batch **out) noexcept nogil
+cdef int submit_native_many_nogil(rp_pool *p, rp_native_fn fn, void **args, int64_t n,
+                                  rp_batch **out) noexcept nogil
+cdef int native_batch_wait(rp_batch *b, double timeout) noexcept nogil
+cdef int32_t native_batch_status(rp_batch *b, int64_t i) noexcept nogil
+cdef void native_batch_release(rp_batch *b) noexcept nogil
+cdef int parallel_for_nogil(rp_pool *p, int64_t n, rp_kernel_fn kernel, void *arg,
+                            int64_t grain) noexcept nogil

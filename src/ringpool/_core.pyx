@@ -305,7 +305,7 @@ class Future(_cf.Future):
         task = self._task
         if task is None or self._state == FINISHED:
             return False
-        rp_task_request_cancel(&(<_PyTask>task).hdr)
+        rp_task_request_cancel(&(<_PyTask>task).call.hdr)
         return True
 
     def set_running_or_notify_cancel(self):
@@ -771,7 +771,7 @@ cdef object _note_worker(BaseException exc):
 cdef class _PyTask:
 
     cdef bint _try_cancel(self):
-        return rp_task_cancel(&self.hdr) != 0
+        return rp_task_cancel(&self.call.hdr) != 0
 
 
 cdef int _py_task_run(rp_task *t, rp_worker *w) noexcept nogil:
@@ -803,7 +803,7 @@ cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
     # The ring's reference (taken in _submit) is released by the caller.
     cdef _PyTask task = <_PyTask>tp
     cdef _WorkerCtx wctx = task.ctx
-    cdef bint armed = task.hdr.deadline_ns > 0
+    cdef bint armed = task.call.hdr.deadline_ns > 0
     fut = task.future
     fn = task.fn
     args = task.args
@@ -849,7 +849,7 @@ cdef bint _overran(_PyTask task) noexcept:
     True: the timer owns the future (it fails it with TaskTimeout) and the
     outcome is dropped. False: the timer entry is gone, so is its reference,
     and the caller publishes the outcome."""
-    if rp_task_disarm(&task.hdr):
+    if rp_task_disarm(&task.call.hdr):
         task.future = None
         Py_DECREF(task)  # the timer's reference (the ring's keeps it alive)
         return False
@@ -919,7 +919,7 @@ cdef int _run_observed(_WorkerCtx wctx, _PyTask task, fut, fn, tuple args, dict 
     cdef double t0 = _time.perf_counter()
     cdef double dt
     cdef int outcome
-    cdef bint armed = task.hdr.deadline_ns > 0
+    cdef bint armed = task.call.hdr.deadline_ns > 0
     try:
         if kwargs is None:
             kwargs = {}
@@ -983,7 +983,7 @@ cdef int64_t RESULT_SPIN_NS = 20000
 
 
 cdef void _spin_until_done(_PyTask task, int64_t max_ns) noexcept:
-    cdef rp_task *hdr = &task.hdr
+    cdef rp_task *hdr = &task.call.hdr
     cdef int64_t end
     cdef int _i, st
     cdef unsigned rounds
@@ -1209,7 +1209,7 @@ cdef int64_t _deadline_at(double monotonic) except? -2:
 cdef inline void _drop_unsubmitted(_PyTask task) noexcept:
     """A submit failed: the engine took neither the ring's nor the timer's
     reference (it never calls ops->timer for a refused task)."""
-    if task.hdr.deadline_ns > 0:
+    if task.call.hdr.deadline_ns > 0:
         Py_DECREF(task)
     Py_DECREF(task)
 
@@ -1232,7 +1232,7 @@ cdef class TaskContext:
     def cancelled(self):
         """True once the task was asked to stop (Future.request_cancel(),
         shutdown(cancel_futures=True)) or its deadline has passed."""
-        cdef rp_task *hdr = &self._task.hdr
+        cdef rp_task *hdr = &self._task.call.hdr
         if rp_task_cancel_requested(hdr):
             return True
         return hdr.deadline_ns > 0 and rp_now_ns() >= hdr.deadline_ns
@@ -1240,14 +1240,14 @@ cdef class TaskContext:
     @property
     def deadline(self):
         """The deadline as a ``time.monotonic()`` value, or None."""
-        cdef int64_t d = self._task.hdr.deadline_ns
+        cdef int64_t d = self._task.call.hdr.deadline_ns
         if d <= 0:
             return None
         return _time.monotonic() + (d - rp_now_ns()) / 1e9
 
     def remaining(self):
         """Seconds left until the deadline (0.0 once passed), or None."""
-        cdef int64_t d = self._task.hdr.deadline_ns
+        cdef int64_t d = self._task.call.hdr.deadline_ns
         if d <= 0:
             return None
         cdef int64_t left = d - rp_now_ns()
@@ -1255,7 +1255,7 @@ cdef class TaskContext:
 
     def check(self):
         """Raise ``TaskCancelled`` if the task should stop; else return None."""
-        cdef rp_task *hdr = &self._task.hdr
+        cdef rp_task *hdr = &self._task.call.hdr
         if rp_task_cancel_requested(hdr):
             if hdr.deadline_ns > 0 and rp_now_ns() >= hdr.deadline_ns:
                 raise TaskCancelled("the task's deadline passed")
@@ -1363,15 +1363,15 @@ cdef class NativePool:
 
     cdef _PyTask _make_task(self, fn, tuple args, dict kwargs, object fut, int64_t deadline_ns):
         cdef _PyTask task = _PyTask.__new__(_PyTask)
-        task.hdr.deadline_ns = deadline_ns
+        task.call.hdr.deadline_ns = deadline_ns
         task.fn = fn
         task.args = args
         task.kwargs = kwargs if kwargs else None
         task.context = _copy_context() if self.propagate_context else None
         task.future = fut
         task.ctx = self.ctx
-        task.hdr.ops = &PY_TASK_OPS
-        task.hdr.data = <void*>task
+        task.call.hdr.ops = &PY_TASK_OPS
+        task.call.hdr.data = <void*>task
         return task
 
     cdef object _submit(self, fn, tuple args, dict kwargs, int on_full, double timeout,
@@ -1401,7 +1401,7 @@ cdef class NativePool:
         Py_INCREF(task)  # owned by the ring until run or discard
         if deadline_ns > 0:
             Py_INCREF(task)  # owned by the timer entry until _py_task_timer or _overran
-        cdef int rc = rp_pool_submit(self.pool, &task.hdr)
+        cdef int rc = rp_pool_submit(self.pool, &task.call.hdr)
         if rc == RP_OK:
             return fut
         if rc == RP_EFULL:
@@ -1426,7 +1426,7 @@ cdef class NativePool:
             if timeout >= 0:
                 deadline = t0 + <int64_t>(timeout * 1e9)
             try:
-                rc = _wait_interruptibly(self.pool, &task.hdr, deadline)
+                rc = _wait_interruptibly(self.pool, &task.call.hdr, deadline)
             except BaseException:
                 _drop_unsubmitted(task)  # a signal handler raised (Ctrl-C): nothing queued
                 fut._task = None
@@ -1451,7 +1451,7 @@ cdef class NativePool:
         """Java's CallerRunsPolicy: run in the submitting thread."""
         fn, args, kwargs, ctx = task.fn, task.args, task.kwargs, task.context
         task.future = task.fn = task.args = task.kwargs = task.context = None
-        if task.hdr.deadline_ns > 0 and rp_now_ns() >= task.hdr.deadline_ns:
+        if task.call.hdr.deadline_ns > 0 and rp_now_ns() >= task.call.hdr.deadline_ns:
             fut._finish(None, TaskTimeout("task %s expired before it could start" % _task_name(fn)))
             return fut
         fut._state = RUNNING
@@ -1597,6 +1597,132 @@ cdef class NativePool:
                 rp_pool_latency(self.pool, &qw, &rt)
         return _snapshot_dict(&qw), _snapshot_dict(&rt)
 
+    # -- native tasks (see _native.pxi and ringpool.h) ------------------------
+    def submit_native(self, fn, arg=None, *, keep=()):
+        """Run the native function ``fn(arg, ctx)`` (C signature
+        ``int (void *, rp_task_ctx *)``, see ``ringpool.h``) on a worker with
+        the GIL released. Returns a ``Future`` that resolves to 0, or fails
+        with ``NativeTaskError(code)`` when fn returns non-zero.
+
+        fn: a PyCapsule named ``"int (void *, rp_task_ctx *)"``, a ctypes or
+        cffi function pointer (signature checked), a numba ``@cfunc``, or an
+        integer address. arg: None, an integer address, or a buffer (numpy
+        array, bytearray, memoryview...) whose memory is pinned and passed as
+        a pointer until the task ends; ``keep`` holds more objects alive as
+        long. ``Future.request_cancel()`` sets ``ctx->cancel``.
+        """
+        if self.pool == NULL or self.shutdown_started:
+            self._raise_closed()
+        cdef void *fp = _fn_pointer(fn, _SIG_TASK, "fn")
+        cdef list pins = []
+        cdef void *ap = _arg_pointer(arg, pins, "arg")
+        keep = tuple(keep)
+        fut = Future()
+        PyObject_GC_UnTrack(fut)
+        cdef _PyTask task = _PyTask.__new__(_PyTask)
+        task.call.fn = <rp_native_fn>fp
+        task.call.arg = ap
+        task.call.hdr.ops = &NATIVE_TASK_OPS
+        task.call.hdr.data = <void*>task
+        task.fn = fn
+        task.args = (pins, keep, arg)
+        task.future = fut
+        task.ctx = self.ctx
+        fut._task = task
+        Py_INCREF(task)  # the ring's
+        cdef int rc = rp_pool_submit(self.pool, &task.call.hdr)
+        if rc == RP_EFULL and self.on_full == ON_FULL_BLOCK:
+            rc = _wait_interruptibly(self.pool, &task.call.hdr,
+                                     -1 if self.submit_timeout < 0
+                                     else rp_now_ns() + <int64_t>(self.submit_timeout * 1e9))
+        if rc == RP_OK:
+            return fut
+        Py_DECREF(task)
+        fut._task = None
+        if rc == RP_ESHUTDOWN:
+            self._raise_closed()
+        if rc == RP_EFULL or rc == RP_ETIMEDOUT:
+            if rc == RP_EFULL:
+                rp_pool_count_rejected(self.pool)
+            raise PoolOverloaded(self.ctx.name, self.queue_size, 0.0)
+        _check(rc)
+
+    def submit_native_many(self, fn, args, *, keep=()):
+        """Run ``fn(arg_i, ctx)`` for every item of ``args`` in one call and
+        return one ``NativeBatch`` handle (per-item status, no Future per item).
+
+        args: an int n (item i gets the integer i as its arg), a ``range``
+        (its values), or a 1-D C-contiguous buffer of 8-byte integers or
+        pointers (e.g. a numpy uint64/int64/uintp array of addresses), read
+        in place and pinned until the batch ends.
+        """
+        if self.pool == NULL or self.shutdown_started:
+            self._raise_closed()
+        cdef void *fp = _fn_pointer(fn, _SIG_TASK, "fn")
+        cdef int64_t start = 0, step = 1, n
+        cdef void **argv = NULL
+        cdef list pins = []
+        cdef _Pin pin
+        if isinstance(args, range):
+            start, step, n = args.start, args.step, len(args)
+        elif isinstance(args, int) and not isinstance(args, bool):
+            n = _as_index(args, "args", 0)
+        else:
+            pin = _Pin()
+            try:
+                pin.take(args, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+            except (TypeError, BufferError) as exc:
+                raise TypeError("args must be an int, a range or a contiguous buffer of 8-byte "
+                                "integers, not %s (%s)" % (type(args).__name__, exc)) from None
+            fmt = (<bytes>pin.view.format).lstrip(b"@=<>!") if pin.view.format != NULL else b"B"
+            if (pin.view.ndim != 1 or pin.view.itemsize != sizeof(void*)
+                    or fmt not in (b"Q", b"q", b"P", b"L", b"l", b"N", b"n")):
+                raise TypeError("args: a buffer of args must be 1-D with items of %d-byte integers "
+                                "(format %r, itemsize %d, ndim %d)"
+                                % (sizeof(void*), fmt.decode(), pin.view.itemsize, pin.view.ndim))
+            pins.append(pin)
+            argv = <void**>pin.view.buf
+            n = pin.view.shape[0] if pin.view.shape != NULL else pin.view.len // sizeof(void*)
+        cdef rp_batch *b = NULL
+        cdef int rc
+        with nogil:
+            rc = rp_batch_submit(self.pool, <rp_native_fn>fp, argv, start, step, n, 0, 0, &b)
+        if rc == RP_ESHUTDOWN:
+            self._raise_closed()
+        if rc == RP_EFULL:
+            rp_pool_count_rejected(self.pool)
+            raise PoolOverloaded(self.ctx.name, self.queue_size, 0.0)
+        _check(rc)
+        cdef NativeBatch h = NativeBatch.__new__(NativeBatch)
+        h.batch = b
+        h.fn = fn
+        h.pins = pins
+        h.keep = tuple(keep)
+        return h
+
+    def parallel_for(self, n, kernel, arg=None, *, grain=None):
+        """Run the native range kernel (``int (int64_t begin, int64_t end,
+        void *arg, rp_task_ctx *ctx)``, see ``ringpool.h``) over ``[0, n)`` in
+        chunks of ``grain`` indices (None: a few chunks per worker), on the
+        workers and this thread, with the GIL released; returns when every
+        chunk is done. The first non-zero return cancels the chunks not yet
+        started and raises ``NativeTaskError``. From inside one of this pool's
+        own tasks, it runs inline (never waits for a busy worker).
+        """
+        if self.pool == NULL or self.shutdown_started:
+            self._raise_closed()
+        cdef int64_t count = _as_index(n, "n", 0)
+        cdef int64_t g = 0 if grain is None else _as_index(grain, "grain", 1)
+        cdef void *kp = _fn_pointer(kernel, _SIG_KERNEL, "kernel")
+        cdef list pins = []
+        cdef void *ap = _arg_pointer(arg, pins, "arg")
+        cdef int code = 0, rc
+        with nogil:
+            rc = rp_parallel_for(self.pool, count, g, <rp_kernel_fn>kp, ap, &code)
+        _check(rc)
+        if code != 0:
+            raise NativeTaskError(code)
+
     @property
     def _broken(self):
         return self.ctx.broken if self.ctx is not None else None
@@ -1624,6 +1750,9 @@ _exiting = False
 def _set_exiting(bint value):
     global _exiting
     _exiting = value
+
+
+include "_native.pxi"
 
 
 cdef extern from *:

@@ -1,6 +1,6 @@
 # Declarations only: a mirror of the C engine's headers (csrc/rp_*.h).
 # Keep in sync with the headers; logic lives in _core.pyx.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 cdef extern from "rp_status.h" nogil:
     enum:
@@ -150,3 +150,33 @@ cdef extern from "rp_pool.h" nogil:
     void *rp_worker_local(const rp_worker *w)
     rp_pool *rp_worker_pool(const rp_worker *w)
     rp_worker *rp_worker_current()
+
+cdef extern from "ringpool.h" nogil:
+    ctypedef struct rp_task_ctx:
+        int worker
+        const int *cancel
+        int64_t deadline_ns
+        void *reserved
+    ctypedef int (*rp_native_fn)(void *arg, rp_task_ctx *ctx) noexcept nogil
+    ctypedef int (*rp_kernel_fn)(int64_t begin, int64_t end, void *arg, rp_task_ctx *ctx) noexcept nogil
+    const char *RP_NATIVE_FN_SIGNATURE
+    const char *RP_KERNEL_FN_SIGNATURE
+    enum:
+        RP_STATUS_NOT_RUN
+        RINGPOOL_ABI_VERSION
+    int RP_CANCELLED(rp_task_ctx *ctx)
+
+cdef extern from "rp_native.h" nogil:
+    ctypedef struct rp_batch:
+        pass
+    int rp_batch_submit(rp_pool *p, rp_native_fn fn, void **args, int64_t start, int64_t step,
+                        int64_t n, unsigned runners, int64_t block, rp_batch **out)
+    int rp_batch_wait(rp_batch *b, int64_t deadline_ns)
+    int rp_batch_done(rp_batch *b)
+    void rp_batch_cancel(rp_batch *b)
+    int64_t rp_batch_size(const rp_batch *b)
+    const int32_t *rp_batch_status(const rp_batch *b)
+    int64_t rp_batch_failed(rp_batch *b)
+    int64_t rp_batch_not_run(rp_batch *b)
+    void rp_batch_release(rp_batch *b)
+    int rp_parallel_for(rp_pool *p, int64_t n, int64_t grain, rp_kernel_fn kernel, void *arg, int *code)
