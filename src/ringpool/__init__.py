@@ -29,6 +29,25 @@ from ringpool.stats import LatencyHistogram, PoolStats
 
 __version__ = "0.1.0"
 
+
+def get_include() -> str:
+    """The directory of ``ringpool.h``, the native task ABI (for C kernels)."""
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "include")
+
+
+def get_include_dirs() -> list[str]:
+    """Include directories for Cython code that does ``from ringpool cimport``
+    (ringpool.h and the engine headers the declarations refer to)."""
+    import os
+
+    inc = get_include()
+    if os.path.exists(os.path.join(inc, "rp_pool.h")):  # an installed wheel
+        return [inc]
+    csrc = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "csrc"))
+    return [inc, csrc]  # a source checkout (editable install)
+
 __all__ = [
     "Pool",
     "Future",
@@ -50,5 +69,7 @@ __all__ = [
     "OnDemand",
     "QueueDepth",
     "Throughput",
+    "get_include",
+    "get_include_dirs",
     "__version__",
 ]

@@ -9,7 +9,7 @@
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE, PyBUF_ND
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_C_CONTIGUOUS, PyBUF_SIMPLE
 from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
-from libc.stdint cimport uintptr_t, int32_t
+from libc.stdint cimport uintptr_t, intptr_t, int32_t
 from libc.string cimport strcmp
 
 from ringpool.errors import NativeTaskError
@@ -384,9 +384,8 @@ cdef int submit_native_nogil(rp_pool *p, rp_native_fn fn, void *arg, rp_batch **
     """Runs fn(arg, ctx) once on the pool. RP_OK with *out to wait on and
     release (native_batch_wait / native_batch_status / native_batch_release),
     or an RP_E* status."""
-    cdef void *args[1]
-    args[0] = arg
-    return rp_batch_submit(p, fn, args, 0, 0, 1, 1, 1, out)
+    # The "range" form with step 0 passes arg itself: no array to keep alive.
+    return rp_batch_submit(p, fn, NULL, <int64_t><intptr_t>arg, 0, 1, 1, 1, out)
 
 
 cdef int submit_native_many_nogil(rp_pool *p, rp_native_fn fn, void **args, int64_t n,
