@@ -8,8 +8,10 @@ standard library and pytest. It is also an ordinary, fast (< 2 s) test of
 the normal suite.
 
 It exercises the compiled core end to end (worker threads entering Python,
-the ring, parking, completion, counters) with Python tasks only: native
-(nogil C) tasks have no public API yet. Add one here once they do.
+the ring, parking, completion, counters) with Python tasks and with native
+(nogil C) tasks. The native functions are built into the extension
+(``_core._selftest_functions()``), since a wheel's test machine may have no
+C compiler.
 """
 
 from __future__ import annotations
@@ -76,3 +78,31 @@ def test_submit_map_shutdown_stats() -> None:
 def test_context_manager_matches_thread_pool() -> None:
     with ringpool.Pool(2) as pool, concurrent.futures.ThreadPoolExecutor(2) as tpe:
         assert list(pool.map(str, range(100))) == list(tpe.map(str, range(100)))
+
+
+def test_native_tasks_batches_and_parallel_for() -> None:
+    import array
+
+    fns = _core._selftest_functions()
+    counter = array.array("q", [0])
+    with ringpool.Pool(4, name="smoke-native") as pool:
+        futures = [pool.submit_native(fns["add_one"], counter) for _ in range(N_TASKS)]
+        assert [f.result(timeout=30) for f in futures] == [0] * N_TASKS
+        assert counter[0] == N_TASKS
+        with pytest.raises(ringpool.NativeTaskError) as info:
+            pool.submit_native(fns["return_arg"], 5).result(timeout=30)
+        assert info.value.code == 5
+
+        batch = pool.submit_native_many(fns["return_arg"], N_TASKS)
+        assert batch.wait(timeout=30)
+        assert list(batch.statuses) == list(range(N_TASKS))
+        assert batch.failed == N_TASKS - 1
+
+        pool.parallel_for(100_003, fns["count"], counter)
+        assert counter[0] == N_TASKS + 100_003
+
+        mixed = [pool.submit(_square, i) if i % 2 else pool.submit_native(fns["return_arg"], 0)
+                 for i in range(100)]
+        assert [f.result(timeout=30) for f in mixed] == [i * i if i % 2 else 0 for i in range(100)]
+    with pytest.raises(RuntimeError):
+        pool.submit_native(fns["add_one"], counter)

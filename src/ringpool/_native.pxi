@@ -8,7 +8,7 @@
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE, PyBUF_ND
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_C_CONTIGUOUS, PyBUF_SIMPLE
-from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
+from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer, PyCapsule_New
 from libc.stdint cimport uintptr_t, intptr_t, int32_t
 from libc.string cimport strcmp
 
@@ -420,3 +420,41 @@ cdef int parallel_for_nogil(rp_pool *p, int64_t n, rp_kernel_fn kernel, void *ar
     if rc != RP_OK:
         return rc  # RP_E* statuses are negative
     return code
+
+
+# -- built-in native functions, for smoke tests where no compiler exists ------
+
+cdef extern from *:
+    """
+    #include <stdatomic.h>
+    static int rp_selftest_return_arg(void *arg, rp_task_ctx *ctx) {
+        (void)ctx;
+        return (int)(intptr_t)arg;
+    }
+    static int rp_selftest_add_one(void *arg, rp_task_ctx *ctx) {
+        (void)ctx;
+        atomic_fetch_add_explicit((_Atomic int64_t *)arg, 1, memory_order_relaxed);
+        return 0;
+    }
+    static int rp_selftest_count(int64_t begin, int64_t end, void *arg, rp_task_ctx *ctx) {
+        (void)ctx;
+        atomic_fetch_add_explicit((_Atomic int64_t *)arg, end - begin, memory_order_relaxed);
+        return 0;
+    }
+    """
+    int rp_selftest_return_arg(void *arg, rp_task_ctx *ctx) noexcept nogil
+    int rp_selftest_add_one(void *arg, rp_task_ctx *ctx) noexcept nogil
+    int rp_selftest_count(int64_t begin, int64_t end, void *arg, rp_task_ctx *ctx) noexcept nogil
+
+
+def _selftest_functions():
+    """PyCapsules of three native functions built into the extension:
+    ``return_arg`` (returns its arg as the code), ``add_one`` (atomically
+    increments the int64 its arg points to) and the kernel ``count`` (adds
+    end - begin to the int64 its arg points to). For smoke tests of the native
+    path where no C compiler is available (wheel tests)."""
+    return {
+        "return_arg": PyCapsule_New(<void*>rp_selftest_return_arg, RP_NATIVE_FN_SIGNATURE, NULL),
+        "add_one": PyCapsule_New(<void*>rp_selftest_add_one, RP_NATIVE_FN_SIGNATURE, NULL),
+        "count": PyCapsule_New(<void*>rp_selftest_count, RP_KERNEL_FN_SIGNATURE, NULL),
+    }
