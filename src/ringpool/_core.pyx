@@ -1188,8 +1188,13 @@ cdef int _check(int rc) except -1:
     raise RuntimeError(rp_strerror(rc).decode())
 
 
+cdef object _INF = float("inf")
+
+
 cdef inline int64_t _deadline_after(double seconds) noexcept:
     """The engine-clock deadline `seconds` from now (at least 1: 0 means none)."""
+    if not seconds < 1e9:
+        seconds = 1e9  # ~31 years (and inf): the ns clock must not overflow
     cdef int64_t d = rp_now_ns() + <int64_t>(seconds * 1e9)
     return d if d > 0 else 1
 
@@ -1201,7 +1206,9 @@ cdef int64_t _deadline_at(double monotonic) except? -2:
     if rel != rel:
         raise ValueError("deadline must be a number, not NaN")
     if rel > 1e9:
-        rel = 1e9  # ~31 years: no overflow of the ns clock
+        rel = 1e9  # ~31 years (and inf): no overflow of the ns clock
+    elif rel < -1e9:
+        rel = -1e9
     cdef int64_t d = rp_now_ns() + <int64_t>(rel * 1e9)
     return d if d > 0 else 1
 
@@ -1483,14 +1490,12 @@ cdef class NativePool:
         return self._submit(fn, args, kwargs, ON_FULL_RAISE, -1.0, 0)
 
     def _schedule(self, fn, tuple args, dict kwargs, int on_full, double submit_timeout,
-                  deadline=0):
-        """deadline: 0 for the pool's task_timeout, None for no deadline, or a
-        time.monotonic() value."""
-        cdef int64_t deadline_ns = 0
-        if deadline is None:
-            deadline_ns = -1
-        elif deadline != 0:
-            deadline_ns = _deadline_at(deadline)
+                  deadline=None):
+        """deadline: None for the pool's task_timeout, a time.monotonic()
+        value, or math.inf for no deadline at all."""
+        cdef int64_t deadline_ns = 0  # 0: the pool's task_timeout (_submit)
+        if deadline is not None:
+            deadline_ns = -1 if deadline == _INF else _deadline_at(deadline)
         return self._submit(fn, args, kwargs, on_full, submit_timeout, deadline_ns)
 
     def _set_task_timeout(self, timeout):

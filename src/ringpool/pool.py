@@ -12,6 +12,7 @@ import collections
 import concurrent.futures
 import itertools
 import logging
+import math
 import os
 import sys
 import threading
@@ -287,8 +288,8 @@ class Pool(_core.NativePool, concurrent.futures.Executor):
         if task_timeout is not None:
             at = time.monotonic() + task_timeout
             deadline = at if deadline is None else min(deadline, at)
-        # 0: the pool's task_timeout applies
-        return self._schedule(fn, tuple(args), kwargs, policy, timeout_for_room, 0 if deadline is None else deadline)
+        # None: the pool's task_timeout applies
+        return self._schedule(fn, tuple(args), kwargs, policy, timeout_for_room, deadline)
 
     @property
     def on_full_policy(self) -> int:
@@ -435,7 +436,7 @@ class _MapWindow:
             if len(items) < size:
                 self.exhausted = True
             fut = pool._schedule(_core._map_chunk, (self.fn, items, self.star), None,
-                                 _core.ON_FULL_BLOCK, -1.0, None)
+                                 _core.ON_FULL_BLOCK, -1.0, math.inf)
             self.inflight.append((fut, len(items)))
             self.inflight_items += len(items)
             if not self.item_ns and not self.fixed:
