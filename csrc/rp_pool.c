@@ -774,8 +774,11 @@ timer_unarm_refused(rp_pool *p, rp_task *t)
     rp_mutex_unlock(&p->timer_mutex);
 }
 
-int
-rp_task_disarm(rp_task *t)
+/* Takes an armed task's entry out of the heap: 1 if it was there (no
+ * ops->timer call will come for it), 0 if the timer has it. With `late`,
+ * sets *late when the deadline has already passed. */
+static int
+timer_take(rp_task *t, int *late)
 {
     rp_pool *p = t->pool;
     if (t->deadline_ns <= 0 || p == NULL)
@@ -783,15 +786,65 @@ rp_task_disarm(rp_task *t)
     int removed = 0;
     rp_mutex_lock(&p->timer_mutex);
     if (t->heap_index != NO_INDEX) {
+        if (late != NULL)
+            *late = t->deadline_ns <= rp_now_ns();
+        int was_root = t->heap_index == 0;
         heap_remove(p, t->heap_index);
         t->pool = NULL;
         removed = 1;
-        /* seq_cst: as in timer_main; a closed pool's timer exits once empty. */
-        if (p->heap_len == 0 && (atomic_load_explicit(&p->pending, memory_order_seq_cst) & CLOSED_BIT))
+        /* The timer sleeps until the root's deadline: a new root means a new
+         * wake-up time, an empty heap its idle countdown, and a closed pool
+         * with an empty heap its exit. seq_cst: as in timer_main. */
+        if (was_root || (p->heap_len == 0 &&
+                         (atomic_load_explicit(&p->pending, memory_order_seq_cst) & CLOSED_BIT)))
             rp_cond_signal(&p->timer_cond);
     }
     rp_mutex_unlock(&p->timer_mutex);
     return removed;
+}
+
+int
+rp_task_disarm(rp_task *t)
+{
+    rp_pool *p = t->pool;
+    int late = 0;
+    if (!timer_take(t, &late))
+        return 0; /* the timer fired it */
+    if (!late)
+        return 1;
+    /* It returned after its deadline, before the timer got to it: the clock,
+     * not the timer's latency, decides, so report it here as the timer
+     * would have (an overrun). release: see timer_fire. */
+    atomic_store_explicit(&t->cancel, 1, memory_order_release);
+    atomic_fetch_add_explicit(&p->overran, 1, memory_order_relaxed);
+    t->ops->timer(t, RP_TIMER_OVERRUN);
+    return 0;
+}
+
+/* A worker popped an armed task whose deadline has passed: it must not
+ * start, even when the timer thread lags behind. Returns 1 when this call
+ * handed it back (expired); 0 when the caller goes on as usual (the task was
+ * cancelled, or the timer expired it: either way its CAS to RUNNING fails). */
+static int
+expire_late(rp_pool *p, rp_task *t)
+{
+    if (timer_take(t, NULL)) {
+        int st = RP_TASK_QUEUED;
+        /* acq_rel: as in timer_fire. */
+        if (atomic_compare_exchange_strong_explicit(&t->state, &st, RP_TASK_EXPIRED,
+                                                    memory_order_acq_rel, memory_order_acquire)) {
+            atomic_fetch_add_explicit(&p->expired, 1, memory_order_relaxed);
+            t->ops->timer(t, RP_TIMER_EXPIRED);
+            t->ops->discard(t, RP_DISCARD_EXPIRED);
+            return 1;
+        }
+        t->ops->timer(t, RP_TIMER_RELEASE); /* cancelled meanwhile */
+        return 0;
+    }
+    /* The timer is firing it; its first step is the CAS out of QUEUED. */
+    while (atomic_load_explicit(&t->state, memory_order_acquire) == RP_TASK_QUEUED)
+        rp_thread_yield();
+    return 0;
 }
 
 void
@@ -806,7 +859,7 @@ rp_task_request_cancel(rp_task *t)
 static void
 hand_back_discard(rp_task *t, int reason)
 {
-    if (t->deadline_ns > 0 && reason != RP_DISCARD_EXPIRED && t->pool != NULL && rp_task_disarm(t))
+    if (t->deadline_ns > 0 && reason != RP_DISCARD_EXPIRED && t->pool != NULL && timer_take(t, NULL))
         t->ops->timer(t, RP_TIMER_RELEASE);
     t->ops->discard(t, reason);
 }
@@ -839,6 +892,9 @@ run_one(rp_pool *p, rp_worker *w, rp_task *t, int64_t *last_end_ns)
                                                          memory_order_acq_rel, memory_order_acquire)
                      ? RP_DISCARD_SHUTDOWN
                      : lost_reason(expected);
+    } else if (RP_UNLIKELY(t->deadline_ns > 0) && t->deadline_ns <= rp_now_ns() &&
+               expire_late(p, t)) {
+        return; /* expired: counted by expire_late, not as started */
     } else if (atomic_compare_exchange_strong_explicit(&t->state, &expected, RP_TASK_RUNNING,
                                                        memory_order_acq_rel, memory_order_acquire)) {
         /* acq_rel: pairs with the CASes in rp_task_cancel and timer_fire;

@@ -804,14 +804,25 @@ cdef int _py_task_run_gil(PyObject *tp) noexcept with gil:
     cdef _PyTask task = <_PyTask>tp
     cdef _WorkerCtx wctx = task.ctx
     cdef bint armed = task.call.hdr.deadline_ns > 0
-    fut = task.future
+    if armed:
+        # Kept in the task: the timer may have to fail it (_py_task_timer),
+        # which takes it out under the same critical section.
+        with cython.critical_section(task):
+            fut = task.future
+        if fut is None:
+            # The deadline fired between the engine handing us the task and
+            # this thread getting the GIL: the timer failed the future and
+            # counted an overrun. Do not run it.
+            task.fn = task.args = task.kwargs = task.context = None
+            return RP_OUTCOME_OVERRAN
+    else:
+        fut = task.future
+        task.future = None
     fn = task.fn
     args = task.args
     kwargs = task.kwargs
     ctx = task.context
     task.fn = task.args = task.kwargs = task.context = None
-    if not armed:
-        task.future = None  # else kept: the timer may have to fail it (_py_task_timer)
     fut._state = RUNNING  # the engine's CAS made us the only possible writer
     cdef PyObject *outer = rp_swap_current(tp)  # ringpool.current_task()
     if wctx is not None and wctx.observed:
@@ -850,18 +861,22 @@ cdef bint _overran(_PyTask task) noexcept:
     outcome is dropped. False: the timer entry is gone, so is its reference,
     and the caller publishes the outcome."""
     if rp_task_disarm(&task.call.hdr):
-        task.future = None
+        with cython.critical_section(task):
+            task.future = None
         Py_DECREF(task)  # the timer's reference (the ring's keeps it alive)
         return False
-    return True
+    return True  # the timer fired, or rp_task_disarm just reported the overrun itself
 
 
 cdef void _py_task_timer(rp_task *t, int event) noexcept with gil:
     # On the pool's timer thread (RELEASE: on a thread that discards it).
     cdef _PyTask task = <_PyTask><PyObject*>t.data
-    fut = task.future
-    if event != RP_TIMER_RELEASE and fut is not None:
-        task.future = None
+    fut = None
+    if event != RP_TIMER_RELEASE:
+        with cython.critical_section(task):  # the run op reads it under the same section
+            fut = task.future
+            task.future = None
+    if fut is not None:
         if event == RP_TIMER_EXPIRED:
             name = _task_name(task.fn)
             # It will never run: let go of its callable and arguments now.
@@ -870,7 +885,7 @@ cdef void _py_task_timer(rp_task *t, int event) noexcept with gil:
                               "worker could start it" % name)
         else:
             exc = TaskTimeout("task overran its deadline; it was asked to stop "
-                              "(current_task().cancelled) and its result will be dropped")
+                              "(current_task().cancelled) and its outcome is dropped")
         try:
             with fut._get_lock():
                 state = fut._state

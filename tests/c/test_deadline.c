@@ -14,6 +14,7 @@ typedef struct dctx {
     _Atomic int gate_open;      /* blockers spin until it is set */
     _Atomic long runs, completed, overran_returned, discards[4], timer_events[3];
     _Atomic long starts_timer, stops_timer;
+    int timer_start_delay_ms;   /* the timer thread dawdles before serving the heap */
 } dctx;
 
 typedef struct dtask {
@@ -72,6 +73,8 @@ static const rp_task_ops d_ops = {d_run, d_discard, d_timer};
 
 static int d_timer_start(void *ctx, void **local) {
     atomic_fetch_add(&((dctx *)ctx)->starts_timer, 1);
+    if (((dctx *)ctx)->timer_start_delay_ms)
+        rp_test_sleep_ms(((dctx *)ctx)->timer_start_delay_ms);
     *local = ctx;
     return 0;
 }
@@ -304,6 +307,53 @@ static void test_timer_thread_leaves_when_idle_and_comes_back(void) {
     free(t);
 }
 
+/* The timer thread lags (here: slow to start): a worker that pops a task
+ * past its deadline expires it itself instead of running it. */
+static void test_worker_expires_a_late_task_when_the_timer_lags(void) {
+    dctx c = {0};
+    c.timer_start_delay_ms = 300;
+    rp_pool *p = make_pool(&c, 1, 0);
+    dtask *t = tasks_new(&c, 1);
+    t[0].hdr.deadline_ns = rp_now_ns() - 1000000; /* already passed */
+    CHECK_EQ(rp_pool_submit(p, &t[0].hdr), RP_OK);
+    CHECK_WAIT(atomic_load(&t[0].discards) == 1, 5000);
+    CHECK_EQ(atomic_load(&c.stops_timer), 0); /* still dawdling: the worker did it */
+    CHECK_EQ(atomic_load(&t[0].runs), 0);
+    CHECK_EQ(atomic_load(&c.timer_events[RP_TIMER_EXPIRED]), 1);
+    CHECK_EQ(atomic_load(&c.discards[RP_DISCARD_EXPIRED]), 1);
+    rp_pool_stats s;
+    rp_pool_stats_get(p, &s);
+    CHECK_EQ(s.expired, 1u);
+    CHECK_EQ(s.started, 0u);
+    CHECK_EQ(s.queued, 0u);
+    finish(p);
+    check_each_once(t, 1);
+    free(t);
+}
+
+/* A task that returns after its deadline before the timer fired is an
+ * overrun all the same: the clock decides, not the timer's latency. */
+static void test_late_return_is_an_overrun_even_before_the_timer_fires(void) {
+    dctx c = {0};
+    c.timer_start_delay_ms = 300;
+    rp_pool *p = make_pool(&c, 1, 0);
+    dtask *t = tasks_new(&c, 1);
+    t[0].run_ns = 30 * 1000000;
+    t[0].hdr.deadline_ns = rp_now_ns() + 10 * 1000000;
+    CHECK_EQ(rp_pool_submit(p, &t[0].hdr), RP_OK);
+    CHECK_WAIT(atomic_load(&c.overran_returned) == 1, 5000);
+    CHECK_EQ(atomic_load(&c.stops_timer), 0);
+    CHECK_EQ(atomic_load(&c.timer_events[RP_TIMER_OVERRUN]), 1);
+    CHECK_EQ(rp_task_cancel_requested(&t[0].hdr), 1);
+    rp_pool_stats s;
+    rp_pool_stats_get(p, &s);
+    CHECK_EQ(s.overran, 1u);
+    CHECK_EQ(s.completed, 0u);
+    finish(p);
+    check_each_once(t, 1);
+    free(t);
+}
+
 int main(int argc, char **argv) {
     rp_test_init(argc, argv);
     RUN_TEST(test_queued_tasks_expire_at_their_deadline);
@@ -313,5 +363,7 @@ int main(int argc, char **argv) {
     RUN_TEST(test_shutdown_discard_releases_every_entry);
     RUN_TEST(test_cancel_races_the_timer);
     RUN_TEST(test_timer_thread_leaves_when_idle_and_comes_back);
+    RUN_TEST(test_worker_expires_a_late_task_when_the_timer_lags);
+    RUN_TEST(test_late_return_is_an_overrun_even_before_the_timer_fires);
     return rp_test_summary();
 }
