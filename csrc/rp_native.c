@@ -110,7 +110,7 @@ struct rp_batch {
 
 static int batch_runner_run(rp_task *t, rp_worker *w);
 static void batch_runner_discard(rp_task *t, int reason);
-static const rp_task_ops batch_runner_ops = {batch_runner_run, batch_runner_discard, NULL};
+static const rp_task_ops batch_runner_ops = {batch_runner_run, batch_runner_discard, NULL, RP_OPS_NOGIL};
 
 static void
 batch_free(rp_batch *b)
@@ -436,7 +436,7 @@ typedef struct pf_job {
 
 static int pf_helper_run(rp_task *t, rp_worker *w);
 static void pf_helper_discard(rp_task *t, int reason);
-static const rp_task_ops pf_helper_ops = {pf_helper_run, pf_helper_discard, NULL};
+static const rp_task_ops pf_helper_ops = {pf_helper_run, pf_helper_discard, NULL, RP_OPS_NOGIL};
 
 static void
 pf_unref(pf_job *j, unsigned k)

@@ -911,6 +911,8 @@ run_one(rp_pool *p, rp_worker *w, rp_task *t, int64_t *last_end_ns)
         hand_back_discard(t, reason);
         return;
     }
+    if ((t->ops->flags & RP_OPS_NOGIL) && p->hooks.worker_nogil)
+        p->hooks.worker_nogil(p->hooks_ctx, w);
     atomic_store_explicit(&w->running, 1, memory_order_relaxed);
     bump(&w->started);
     int64_t start = 0, submitted_at = t->submit_ns;

@@ -85,7 +85,14 @@ typedef struct rp_task_ops {
      * back first. The task's memory must stay valid until this call and
      * run/discard have both returned: a timer entry is a second hold on it. */
     void (*timer)(rp_task *task, int event);
+    /* RP_OPS_* bits. */
+    unsigned flags;
 } rp_task_ops;
+
+/* ops->run calls no Python (a native task): before it, the engine calls
+ * hooks->worker_nogil, so a worker that kept the GIL from a previous Python
+ * task (the binding's "sticky" GIL) lets go of it first. */
+#define RP_OPS_NOGIL 1u
 
 /* Deadlines. A task submitted with deadline_ns > 0 is armed in the pool's
  * timer heap (one per pool, served by one timer thread started on demand).
@@ -126,6 +133,9 @@ typedef struct rp_pool_hooks {
      * timer thread exit at once: deadlines then wait for the next arm. */
     int (*timer_start)(void *ctx, void **local);
     void (*timer_stop)(void *ctx, void *local);
+    /* Before ops->run of a task whose ops have RP_OPS_NOGIL: drop whatever
+     * would block other threads while native code runs (the GIL). */
+    void (*worker_nogil)(void *ctx, rp_worker *w);
 } rp_pool_hooks;
 
 typedef struct rp_pool_config {

@@ -137,7 +137,7 @@ one_discard(rp_task *t, int reason)
     atomic_fetch_add_explicit(&one_done, 1, memory_order_release);
 }
 
-static const rp_task_ops one_ops = {one_run, one_discard, NULL};
+static const rp_task_ops one_ops = {one_run, one_discard, NULL, RP_OPS_NOGIL};
 
 static double
 run_submit_noop(rp_pool *p, one_task *tasks, int64_t n)

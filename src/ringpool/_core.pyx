@@ -201,7 +201,12 @@ class Future(_cf.Future):
         return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
 
     def running(self):
-        return self._state == RUNNING
+        state = self._state
+        if state == PENDING:
+            # A native task never takes the GIL to say it started: ask the engine.
+            task = self._task
+            return task is not None and (<_PyTask>task).call.hdr.state == RP_TASK_RUNNING
+        return state == RUNNING
 
     def done(self):
         return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
@@ -744,6 +749,7 @@ PY_HOOKS.worker_stop = _hook_worker_stop
 PY_HOOKS.pool_free = _hook_pool_free
 PY_HOOKS.timer_start = _hook_timer_start
 PY_HOOKS.timer_stop = _hook_timer_stop
+PY_HOOKS.worker_nogil = _hook_worker_idle  # before native code: let go of the GIL
 
 
 # --------------------------------------------------------------------------
@@ -1691,7 +1697,7 @@ cdef class NativePool:
             pin = _Pin()
             try:
                 pin.take(args, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-            except (TypeError, BufferError) as exc:
+            except (TypeError, BufferError, ValueError) as exc:
                 raise TypeError("args must be an int, a range or a contiguous buffer of 8-byte "
                                 "integers, not %s (%s)" % (type(args).__name__, exc)) from None
             fmt = (<bytes>pin.view.format).lstrip(b"@=<>!") if pin.view.format != NULL else b"B"

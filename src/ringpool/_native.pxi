@@ -165,10 +165,10 @@ cdef void *_arg_pointer(arg, list pins, str param) except? NULL:
     cdef _Pin pin = _Pin()
     try:
         pin.take(arg, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
-    except BufferError:
+    except (BufferError, ValueError):  # numpy says ValueError for read-only or strided arrays
         try:
-            pin.take(arg, PyBUF_C_CONTIGUOUS)  # read-only (bytes): fine for readers
-        except BufferError as exc:
+            pin.take(arg, PyBUF_C_CONTIGUOUS)  # read-only (bytes, frozen arrays): fine for readers
+        except (BufferError, ValueError) as exc:
             raise ValueError("%s: the buffer must be C-contiguous (%s)" % (param, exc)) from None
         except TypeError:
             raise TypeError("%s must be None, an integer address or an object supporting the "

@@ -52,6 +52,8 @@ cdef extern from "rp_pool.h" nogil:
         RP_DISCARD_SHUTDOWN
         RP_DISCARD_EXPIRED
     enum:
+        RP_OPS_NOGIL
+    enum:
         RP_TIMER_RELEASE
         RP_TIMER_EXPIRED
         RP_TIMER_OVERRUN
@@ -66,6 +68,7 @@ cdef extern from "rp_pool.h" nogil:
         int (*run)(rp_task *task, rp_worker *worker) noexcept nogil
         void (*discard)(rp_task *task, int reason) noexcept nogil
         void (*timer)(rp_task *task, int event) noexcept nogil
+        unsigned flags
 
     ctypedef struct rp_task:
         const rp_task_ops *ops
@@ -82,6 +85,7 @@ cdef extern from "rp_pool.h" nogil:
         void (*pool_free)(void *ctx) noexcept nogil
         int (*timer_start)(void *ctx, void **local) noexcept nogil
         void (*timer_stop)(void *ctx, void *local) noexcept nogil
+        void (*worker_nogil)(void *ctx, rp_worker *w) noexcept nogil
 
     ctypedef struct rp_pool_config:
         unsigned min_workers

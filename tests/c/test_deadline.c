@@ -69,7 +69,7 @@ static void d_timer(rp_task *task, int event) {
     atomic_fetch_add(&t->c->timer_events[event], 1);
 }
 
-static const rp_task_ops d_ops = {d_run, d_discard, d_timer};
+static const rp_task_ops d_ops = {d_run, d_discard, d_timer, 0};
 
 static int d_timer_start(void *ctx, void **local) {
     atomic_fetch_add(&((dctx *)ctx)->starts_timer, 1);
@@ -82,7 +82,7 @@ static void d_timer_stop(void *ctx, void *local) {
     CHECK(ctx == local);
     atomic_fetch_add(&((dctx *)ctx)->stops_timer, 1);
 }
-static const rp_pool_hooks d_hooks = {NULL, NULL, NULL, NULL, d_timer_start, d_timer_stop};
+static const rp_pool_hooks d_hooks = {NULL, NULL, NULL, NULL, d_timer_start, d_timer_stop, NULL};
 
 static rp_pool *make_pool(dctx *c, unsigned workers, size_t capacity) {
     rp_pool_config cfg;

@@ -113,7 +113,7 @@ gate_discard(rp_task *t, int reason)
     atomic_fetch_add(&((gate_task *)t)->discards, 1);
 }
 
-static const rp_task_ops gate_ops = {gate_run, gate_discard, NULL};
+static const rp_task_ops gate_ops = {gate_run, gate_discard, NULL, 0};
 
 /* ------------------------------------------------------------------------ */
 /* Batch                                                                    */

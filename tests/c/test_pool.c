@@ -82,7 +82,7 @@ static void gate_open(tctx *c) { atomic_store_explicit(&c->gate_open, 1, memory_
 
 static int tt_run(rp_task *task, rp_worker *w);
 static void tt_discard(rp_task *task, int reason);
-static const rp_task_ops tt_ops = {tt_run, tt_discard, NULL};
+static const rp_task_ops tt_ops = {tt_run, tt_discard, NULL, 0};
 
 static int tt_run(rp_task *task, rp_worker *w) {
     tt *t = (tt *)task;
@@ -1370,7 +1370,7 @@ static void h_free(void *ctx) {
     atomic_fetch_add(&h->frees, 1);
 }
 
-static const rp_pool_hooks h_hooks = {h_start, h_idle, h_stop, h_free, NULL, NULL};
+static const rp_pool_hooks h_hooks = {h_start, h_idle, h_stop, h_free, NULL, NULL, NULL};
 
 static void test_worker_hooks(void) {
     tctx c;
