@@ -16,7 +16,6 @@ import array
 import concurrent.futures
 import ctypes
 import gc
-import os
 import shlex
 import shutil
 import subprocess
@@ -559,11 +558,16 @@ def test_error_counts_in_stats(pool_factory, kernels):
 def test_dropped_buffer_stays_alive_until_done(pool_factory, kernels, kind):
     pool = pool_factory(2)
     n = 4096
-    p = pattern(n)
-    buf = {"numpy": lambda: p, "bytearray": lambda: bytearray(p.tobytes()),
-           "array": lambda: array.array("q", p.tolist()),
-           "memoryview": lambda: memoryview(bytearray(p.tobytes()))}[kind]()
-    del p
+    pat = pattern(n)
+    if kind == "numpy":
+        buf = pat
+    elif kind == "bytearray":
+        buf = bytearray(pat.tobytes())
+    elif kind == "array":
+        buf = array.array("q", pat.tolist())
+    else:
+        buf = memoryview(bytearray(pat.tobytes()))
+    del pat
     fut = pool.submit_native(kernels.ctypes("rpk_check_pattern"), buf)
     del buf
     gc.collect()
@@ -726,7 +730,7 @@ def test_parallel_for_records_disjoint_chunks(pool_factory):
     pool.parallel_for(n, record, grain=grain)
     chunks.sort()
     assert chunks[0][0] == 0 and chunks[-1][1] == n
-    for (b0, e0), (b1, e1) in zip(chunks, chunks[1:]):
+    for (_, e0), (b1, _) in zip(chunks, chunks[1:], strict=False):
         assert e0 == b1
     assert all(0 < e - b <= grain for b, e in chunks)
     assert len(chunks) == (n + grain - 1) // grain
@@ -1263,7 +1267,7 @@ class Heartbeat(threading.Thread):
 
     def max_gap(self, start: float, end: float) -> float:
         inside = [start] + [b for b in self.beats if start < b < end] + [end]
-        return max(b - a for a, b in zip(inside, inside[1:]))
+        return max(b - a for a, b in zip(inside, inside[1:], strict=False))
 
     def __enter__(self):
         self.start()
