@@ -52,8 +52,9 @@ cdef class _PyTask:
     cdef tuple args
     cdef dict kwargs              # None when the call had no keyword arguments
     cdef object context           # contextvars.Context copy, or None
-    cdef object future            # the ringpool.Future it completes (kept while a deadline task
-                                  # runs: the timer may fail it; cleared by whoever completes it)
+    # The ringpool.Future it completes; kept while a task with a deadline runs
+    # (the timer may fail it), cleared by whoever completes it.
+    cdef object future
     cdef _WorkerCtx ctx
 
     cdef bint _try_cancel(self)
