@@ -49,9 +49,9 @@ def build_kernels(out_dir: str) -> ctypes.CDLL:
     return lib
 
 
-def run_c_bench(path: str, workers: list[int], reps: int) -> list[dict]:
-    r = subprocess.run([path, "--reps", str(reps), *map(str, workers)], capture_output=True, text=True,
-                       check=True)
+def run_c_bench(path: str, workers: list[int], reps: int, batch: int, n: int) -> list[dict]:
+    r = subprocess.run([path, "--reps", str(reps), "--noop-n", str(batch), "--work-n", str(n), *map(str, workers)],
+                       capture_output=True, text=True, check=True)
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         results["rows"].append(row)
 
     if args.c_bench:
-        c_rows = run_c_bench(args.c_bench, args.workers, args.reps)
+        c_rows = run_c_bench(args.c_bench, args.workers, args.reps, args.batch, args.n)
         results["c"] = c_rows
         for row in results["rows"]:
             for c in c_rows:
