@@ -1427,3 +1427,23 @@ def test_native_futures_cancelled_by_shutdown(pool_factory, kernels, gate):
     closer.join(T)
     assert all(f.cancelled() for f in futs)
     assert counter[0] == 0
+
+
+@pytest.mark.timeout(60)
+def test_full_bounded_queue_caller_runs_native_task(pool_factory, kernels, gate):
+    pool = pool_factory(1, queue_size=1, on_full="caller_runs")
+    occupy(pool, gate, 1)
+    try:
+        filler = pool.submit(int)  # takes the one queue slot
+        wait_until(lambda: pool.stats().queued == 1, what="a full queue")
+        records = np.full(1, 99, dtype=np.int32)
+        fut = pool.submit_native(kernels.ctypes("rpk_record_worker"), records)
+        assert fut.done() and fut.result() == 0  # ran in this thread, before submit returned
+        assert records[0] == -1                  # ctx->worker: not a worker
+        with pytest.raises(ringpool.NativeTaskError) as info:
+            pool.submit_native(kernels.ctypes("rpk_return_arg"), 4).result(0)
+        assert info.value.code == 4
+        assert pool.stats().rejected == 2
+    finally:
+        gate.set()
+    assert filler.result(T) == 0

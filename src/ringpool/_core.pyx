@@ -1667,6 +1667,12 @@ cdef class NativePool:
         fut._task = None
         if rc == RP_ESHUTDOWN:
             self._raise_closed()
+        if rc == RP_EFULL and self.on_full == ON_FULL_CALLER_RUNS:
+            rp_pool_count_rejected(self.pool)
+            code = _run_native_inline(<rp_native_fn>fp, ap)  # Java's CallerRunsPolicy
+            task.fn = task.args = task.future = None
+            fut._finish(0, None) if code == 0 else fut._finish(None, NativeTaskError(code))
+            return fut
         if rc == RP_EFULL or rc == RP_ETIMEDOUT:
             if rc == RP_EFULL:
                 rp_pool_count_rejected(self.pool)

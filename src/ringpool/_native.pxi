@@ -219,6 +219,20 @@ cdef void _native_task_finish(PyObject *tp, int code) noexcept with gil:
         _unraisable("ringpool: completing a native task's future")
 
 
+cdef int _run_native_inline(rp_native_fn fn, void *arg) noexcept:
+    """on_full="caller_runs": the submitting thread runs it, GIL released."""
+    cdef int flag = 0
+    cdef rp_task_ctx ctx
+    ctx.worker = -1
+    ctx.cancel = &flag
+    ctx.deadline_ns = 0
+    ctx.reserved = NULL
+    cdef int code
+    with nogil:
+        code = fn(arg, &ctx)
+    return code
+
+
 cdef rp_task_ops NATIVE_TASK_OPS
 NATIVE_TASK_OPS.run = _native_task_run
 NATIVE_TASK_OPS.discard = _py_task_discard  # same bookkeeping: cancel the Future
