@@ -17,6 +17,7 @@ import concurrent.futures
 import faulthandler
 import gc
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -153,3 +154,12 @@ def _engine_threads() -> int:
     """Engine worker threads in the process (0 where the core cannot say)."""
     count = getattr(_core, "engine_threads", None)
     return count() if count is not None else 0
+
+
+@pytest.fixture
+def gate(pool_factory):
+    """An Event that holds workers (tasks wait on it); opened at teardown,
+    before the pools (which depend on pool_factory) are shut down."""
+    ev = threading.Event()
+    yield ev
+    ev.set()

@@ -79,15 +79,6 @@ needs_statm = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
                                  reason="needs /proc/self/statm (Linux)")
 
 
-@pytest.fixture
-def gate(pool_factory):
-    """An Event that holds workers; opened at teardown, before the pools
-    (which depend on pool_factory) are shut down."""
-    ev = threading.Event()
-    yield ev
-    ev.set()
-
-
 def saturate(pool, gate, workers: int, queued: int = 0) -> list:
     """Occupy every worker with a held task, then queue ``queued`` more held
     tasks. Returns their futures. Afterwards running == workers and

@@ -127,15 +127,6 @@ needs_statm = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
 
 
 @pytest.fixture
-def gate(pool_factory):
-    """An Event that holds workers; opened at teardown, before the pools
-    (which depend on pool_factory) are shut down."""
-    ev = threading.Event()
-    yield ev
-    ev.set()
-
-
-@pytest.fixture
 def unraisable(monkeypatch):
     """Collects unraisable exceptions (the engine reports failures inside
     its callbacks this way)."""

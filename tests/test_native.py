@@ -209,15 +209,6 @@ def _hold(gate: threading.Event) -> str:
     return "held"
 
 
-@pytest.fixture
-def gate(pool_factory):
-    """An Event that holds workers; opened at teardown, before the pools
-    (which depend on pool_factory) are shut down."""
-    ev = threading.Event()
-    yield ev
-    ev.set()
-
-
 def occupy(pool, gate, workers: int) -> list:
     """Occupy every worker with a held Python task."""
     futs = [pool.submit(_hold, gate) for _ in range(workers)]
