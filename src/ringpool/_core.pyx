@@ -494,6 +494,14 @@ class TaskOutcome(tuple):
 # Worker threads as Python sees them
 # --------------------------------------------------------------------------
 
+cdef void _forget_thread(thread) except *:
+    """Take a _WorkerThread out of threading's registry as its native
+    thread exits (threading.enumerate() must not keep it)."""
+    with _threading._active_limbo_lock:
+        if _threading._active.get(thread.ident) is thread:
+            del _threading._active[thread.ident]
+
+
 class _WorkerThread(_threading._DummyThread):
     """What ``threading.current_thread()`` returns on a ringpool worker.
 
@@ -582,9 +590,7 @@ cdef class _WorkerCtx:
             ws.thread = NULL
             try:
                 LOGGER.debug("worker %s exits", thread.name, extra={"pool": self.name, "worker": thread.name})
-                with _threading._active_limbo_lock:
-                    if _threading._active.get(thread.ident) is thread:
-                        del _threading._active[thread.ident]
+                _forget_thread(thread)
             except BaseException:
                 _unraisable("ringpool worker exit")
 
@@ -735,9 +741,7 @@ cdef void _timer_stop_gil(timer_state *ts) noexcept with gil:
         Py_DECREF(thread)
         ts.thread = NULL
         try:
-            with _threading._active_limbo_lock:
-                if _threading._active.get(thread.ident) is thread:
-                    del _threading._active[thread.ident]
+            _forget_thread(thread)
         except BaseException:
             _unraisable("ringpool timer exit")
 
