@@ -13,7 +13,7 @@ import sys as _sys
 # threading's shutdown has already passed unseen, from a normal import.
 _THREADING_PREIMPORTED = "threading" in _sys.modules
 
-from ringpool._core import TaskContext, TaskInfo, TaskOutcome, current_task
+from ringpool._core import NativeBatch, TaskContext, TaskInfo, TaskOutcome, current_task
 from ringpool.errors import (
     BrokenPool,
     NativeTaskError,
@@ -56,6 +56,7 @@ __all__ = [
     "TaskInfo",
     "TaskOutcome",
     "TaskContext",
+    "NativeBatch",
     "current_task",
     "RingpoolError",
     "PoolClosed",

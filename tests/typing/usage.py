@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import sys
+import time
 from collections.abc import Iterator
 
 import ringpool
@@ -34,6 +35,16 @@ def greet(name: str, *, punctuation: str = "!") -> str:
 
 def fail() -> None:
     raise ValueError("boom")
+
+
+def cooperative() -> str:
+    ctx = ringpool.current_task()
+    assert ctx is not None
+    remaining: float | None = ctx.remaining()
+    assert remaining is not None
+    while not ctx.cancelled:
+        time.sleep(0.001)
+    return "stopped"
 
 
 def main() -> None:
@@ -66,7 +77,31 @@ def main() -> None:
         err = bad.exception(timeout=10)
         assert isinstance(err, ValueError)
 
+        # Deadlines: the task sees its context; the future fails at the deadline.
+        late = pool.schedule(cooperative, (), timeout=0.01)
+        try:
+            late.result(timeout=10)
+        except ringpool.TaskTimeout as timeout_exc:
+            as_timeout: TimeoutError = timeout_exc
+            assert as_timeout is timeout_exc
+        requested: bool = late.request_cancel()
+        assert requested is False  # it has finished (with TaskTimeout)
+        assert ringpool.current_task() is None
+
+        # Native tasks (functions built into the extension, for tests).
+        fns = ringpool._core._selftest_functions()
+        code = pool.submit_native(fns["return_arg"], 0).result(timeout=10)
+        assert_type(code, int)
+        batch: ringpool.NativeBatch = pool.submit_native_many(fns["return_arg"], 10)
+        assert batch.wait(timeout=10) and batch.failed == 9
+        counter = bytearray(8)
+        pool.parallel_for(1000, fns["count"], counter)
+        assert int.from_bytes(counter, sys.byteorder) == 1000
+
         stats: ringpool.PoolStats = pool.stats()
+        expired: int = stats.expired
+        overran: int = stats.overran
+        assert expired + overran >= 1
         submitted: int = stats.submitted
         capacity: int | None = stats.queue_capacity
         p99: float = stats.run_time.percentile(99)
