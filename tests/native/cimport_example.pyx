@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: language_level=3, boundscheck=False, wraparound=False, freethreading_compatible=True
 # The README's "From Cython" example, built and run by tests/test_cimport.py.
 from libc.stdint cimport int64_t
 from ringpool cimport (
