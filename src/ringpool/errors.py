@@ -54,8 +54,18 @@ class BrokenPool(RingpoolError, concurrent.futures.BrokenExecutor):
     was inherited across ``fork()``)."""
 
 
-class TaskTimeout(RingpoolError, TimeoutError):
-    """A task's deadline passed before it finished."""
+# concurrent.futures.TimeoutError is the builtin TimeoutError from Python
+# 3.11 on; on 3.10 it is its own class, and callers catch either.
+_TIMEOUT_BASES: tuple[type[BaseException], ...] = (
+    (TimeoutError,)
+    if concurrent.futures.TimeoutError is TimeoutError
+    else (TimeoutError, concurrent.futures.TimeoutError)
+)
+
+
+class TaskTimeout(RingpoolError, *_TIMEOUT_BASES):  # type: ignore[misc]
+    """A task's deadline passed before it finished (a ``TimeoutError``, and a
+    ``concurrent.futures.TimeoutError`` on Python 3.10 too)."""
 
 
 class TaskCancelled(RingpoolError, concurrent.futures.CancelledError):
