@@ -1058,7 +1058,7 @@ def test_batch_wait_timeout(pool_factory, kernels, gate):
     batch = pool.submit_native_many(kernels.ctypes("rpk_noop"), 10)
     assert batch.wait(0.05) is False
     assert not batch.done()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(concurrent.futures.TimeoutError):
         batch.result(0.01)
     assert "running" in repr(batch)
     gate.set()

@@ -302,7 +302,9 @@ cdef class NativeBatch:
         """Wait, then return None if every item returned 0; else raise
         ``NativeTaskError`` with the first failing item's code (``.index``
         names the item), or ``concurrent.futures.CancelledError`` if items
-        never ran and none failed. ``TimeoutError`` if ``timeout`` passes."""
+        never ran and none failed. ``concurrent.futures.TimeoutError`` (the
+        builtin ``TimeoutError`` from 3.11) if ``timeout`` passes, as
+        ``Future.result``."""
         if not self.wait(timeout):
             raise _TimeoutError()
         cdef const int32_t *st = rp_batch_status(self.batch)
