@@ -77,6 +77,8 @@ def _run_batch(pool: ringpool.Pool, n: int, start: int, refs: list[weakref.ref])
     del futures, fut, done, not_done
 
 
+@pytest.mark.skipif(bool(ringpool._core.build_info()["sanitizer"]),
+                    reason="a sanitizer's quarantine holds freed memory: RSS is not the program's")
 @pytest.mark.timeout(180)
 def test_million_tasks_do_not_leak():
     pool = ringpool.Pool(2)
