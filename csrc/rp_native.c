@@ -281,9 +281,7 @@ rp_batch_submit(rp_pool *p, rp_native_fn fn, void *const *args, int64_t start, i
         return RP_EINVAL;
     *out = NULL;
     if (runners == 0) {
-        rp_pool_stats st;
-        rp_pool_stats_get(p, &st); /* takes the pool's workers mutex: once per batch */
-        runners = st.max_workers ? st.max_workers : 1;
+        runners = rp_pool_max_workers(p);
     }
     if (block <= 0) {
         int64_t b8 = n / (8 * (int64_t)runners);
@@ -557,9 +555,7 @@ rp_parallel_for(rp_pool *p, int64_t n, int64_t grain, rp_kernel_fn kernel, void 
     int nested = self != NULL && rp_worker_pool(self) == p;
     unsigned max_workers = 1;
     if (!nested || grain <= 0) {
-        rp_pool_stats st;
-        rp_pool_stats_get(p, &st); /* takes the pool's workers mutex: once per call */
-        max_workers = st.max_workers ? st.max_workers : 1;
+        max_workers = rp_pool_max_workers(p);
     }
     if (grain <= 0) {
         int64_t parts = 4 * ((int64_t)max_workers + 1);

@@ -1475,6 +1475,13 @@ rp_live_threads(void)
     return atomic_load_explicit(&live_threads, memory_order_acquire);
 }
 
+unsigned
+rp_pool_max_workers(rp_pool *p)
+{
+    /* relaxed: a sizing hint; resize may change it right after. */
+    return atomic_load_explicit(&p->max_workers, memory_order_relaxed);
+}
+
 uint64_t
 rp_pool_queued(rp_pool *p)
 {

@@ -234,6 +234,8 @@ RP_API unsigned rp_live_threads(void);
 RP_API void rp_after_fork_child(void);
 /* Tasks accepted and not yet popped (a relaxed snapshot; cheap). */
 RP_API uint64_t rp_pool_queued(rp_pool *p);
+/* The current max_workers bound (>= 1; a relaxed snapshot; cheap). */
+RP_API unsigned rp_pool_max_workers(rp_pool *p);
 /* The owner's last call: shuts down (DRAIN) if still open, joins what has
  * exited, detaches what has not, and frees the pool when the last worker has
  * left. Must not be called from one of the pool's own workers while that
