@@ -859,7 +859,10 @@ rp_task_request_cancel(rp_task *t)
 static void
 hand_back_discard(rp_task *t, int reason)
 {
-    if (t->deadline_ns > 0 && reason != RP_DISCARD_EXPIRED && t->pool != NULL && timer_take(t, NULL))
+    /* t->pool is NULL once the entry was taken back (timer_take would
+     * then answer 1 again: the release must not be repeated). */
+    if (reason != RP_DISCARD_EXPIRED && t->deadline_ns > 0 && t->pool != NULL &&
+        timer_take(t, NULL))
         t->ops->timer(t, RP_TIMER_RELEASE);
     t->ops->discard(t, reason);
 }

@@ -897,10 +897,11 @@ cdef void _py_task_timer(rp_task *t, int event) noexcept with gil:
             exc = TaskTimeout("task overran its deadline; it was asked to stop "
                               "(current_task().cancelled) and its outcome is dropped")
         try:
-            with fut._get_lock():
-                state = fut._state
-            if state == PENDING or state == RUNNING:
-                fut._finish(None, exc)
+            # _finish checks the state itself; taking the future's lock first
+            # would allocate one for every timed-out future.
+            fut._finish(None, exc)
+        except _InvalidStateError:
+            pass  # completed by hand (set_result) meanwhile: nothing to report
         except BaseException:
             _unraisable("ringpool: failing a future at its deadline")
     Py_DECREF(task)  # the timer's reference, taken in _submit
@@ -1230,12 +1231,7 @@ cdef int64_t _deadline_at(double monotonic) except? -2:
     cdef double rel = monotonic - _time.monotonic()
     if rel != rel:
         raise ValueError("deadline must be a number, not NaN")
-    if rel > 1e9:
-        rel = 1e9  # ~31 years (and inf): no overflow of the ns clock
-    elif rel < -1e9:
-        rel = -1e9
-    cdef int64_t d = rp_now_ns() + <int64_t>(rel * 1e9)
-    return d if d > 0 else 1
+    return _deadline_after(rel if rel > -1e9 else -1e9)  # a past deadline stays past
 
 
 cdef inline void _drop_unsubmitted(_PyTask task) noexcept:
@@ -1288,12 +1284,10 @@ cdef class TaskContext:
     def check(self):
         """Raise ``TaskCancelled`` if the task should stop; else return None."""
         cdef rp_task *hdr = &self._task.call.hdr
-        if rp_task_cancel_requested(hdr):
-            if hdr.deadline_ns > 0 and rp_now_ns() >= hdr.deadline_ns:
-                raise TaskCancelled("the task's deadline passed")
-            raise TaskCancelled("the task was cancelled")
         if hdr.deadline_ns > 0 and rp_now_ns() >= hdr.deadline_ns:
             raise TaskCancelled("the task's deadline passed")
+        if rp_task_cancel_requested(hdr):
+            raise TaskCancelled("the task was cancelled")
 
     def __repr__(self):
         return "<TaskContext cancelled=%r remaining=%r>" % (self.cancelled, self.remaining())
